@@ -1,0 +1,140 @@
+"""The ``tunelake`` command: the local stack's lifecycle and the platform's jobs."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunelake.settings import get_settings
+
+app = typer.Typer(help="tunelake: a music-recommendation lakehouse.", no_args_is_help=True,
+                  add_completion=False)
+console = Console(stderr=True)
+
+
+def _progress(service: str, message: str) -> None:
+    console.print(f"[bold]{service:>9}[/] {message}")
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    from tunelake.stack.manager import StackError
+
+    console.print(f"[bold red]error[/] {exc}")
+    if isinstance(exc, StackError) and exc.log_tail:
+        console.print(f"[dim]--- last lines of the {exc.service} log ---[/]")
+        console.print(exc.log_tail, markup=False, highlight=False)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def install() -> None:
+    """Install what the stack needs (Maven jars, registry distribution, PostgreSQL)."""
+    from tunelake.stack.install import InstallError, install_all
+
+    try:
+        install_all(get_settings())
+    except InstallError as exc:
+        raise _fail(exc) from exc
+    console.print("installed")
+
+
+@app.command()
+def up(
+    services: Annotated[list[str] | None, typer.Argument(help="Only these (and their deps).")]
+    = None,
+) -> None:
+    """Start the local stack (installing what is missing) and wait until it is healthy."""
+    from tunelake.stack.manager import StackError
+    from tunelake.stack.manager import up as stack_up
+
+    began = time.monotonic()
+    try:
+        outcomes = stack_up(get_settings(), services, progress=_progress)
+    except StackError as exc:
+        raise _fail(exc) from exc
+    started = [o.service for o in outcomes if o.action == "started"]
+    console.print(
+        f"stack up in {time.monotonic() - began:.1f}s; "
+        f"started: {', '.join(started) if started else 'nothing (all running)'}"
+    )
+
+
+@app.command()
+def down() -> None:
+    """Stop every process `up` started, and nothing else."""
+    from tunelake.stack.manager import down as stack_down
+
+    stopped = stack_down(get_settings(), progress=_progress)
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command()
+def status() -> None:
+    """Show each service's pid, port, health and the process it really is."""
+    from tunelake.stack.manager import status as stack_status
+
+    rows = stack_status(get_settings())
+    table = Table("service", "pid", "port", "health", "process")
+    for row in rows:
+        colour = {"healthy": "green", "unhealthy": "yellow"}.get(row.health, "red")
+        table.add_row(row.service, str(row.pid or "-"), str(row.port),
+                      f"[{colour}]{row.health}[/]", row.process)
+    Console().print(table)
+    if any(row.health != "healthy" for row in rows):
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def logs(
+    service: str,
+    lines: Annotated[int, typer.Option("-n", "--lines")] = 100,
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+) -> None:
+    """Print the tail of SERVICE's log (kafka, s3, postgres, registry)."""
+    from tunelake.stack.manager import StackError, log_path
+
+    try:
+        path = log_path(get_settings(), service)
+    except StackError as exc:
+        raise _fail(exc) from exc
+    if not path.is_file():
+        raise _fail(FileNotFoundError(f"no log yet for {service} at {path}"))
+    command = ["tail", "-n", str(lines), *(["-F"] if follow else []), str(path)]
+    raise typer.Exit(code=subprocess.call(command))
+
+
+@app.command()
+def env(
+    show_secrets: Annotated[bool, typer.Option("--show-secrets")] = False,
+) -> None:
+    """Print the resolved settings as shell assignments: eval "$(tunelake env)"."""
+    from tunelake.shell_env import shell_assignments
+
+    print("\n".join(shell_assignments(get_settings(), show_secrets=show_secrets)))
+
+
+@app.command()
+def demo() -> None:
+    """Run the main job end to end on the local stack and print a summary."""
+    from tunelake.demo import run_demo
+
+    summary = run_demo(get_settings(), progress=_progress)
+    Console().print(summary.render())
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # kafka-python and httpx narrate every connection and request at INFO.
+    for noisy in ("kafka", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    app()

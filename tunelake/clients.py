@@ -1,0 +1,56 @@
+"""Client factories shared by every component, configured from settings alone."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tunelake.settings import Settings
+
+if TYPE_CHECKING:
+    import psycopg
+    from kafka import KafkaAdminClient
+    from mypy_boto3_s3 import S3Client
+
+
+def s3_client(settings: Settings, *, connect_timeout: float = 10) -> S3Client:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        config=Config(
+            s3={"addressing_style": "path" if settings.s3_path_style else "auto"},
+            connect_timeout=connect_timeout,
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
+    )
+
+
+def kafka_admin(settings: Settings, *, timeout_ms: int = 10_000) -> KafkaAdminClient:
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id="tunelake-admin",
+        request_timeout_ms=timeout_ms,
+    )
+
+
+def postgres_connect(
+    settings: Settings, database: str | None = None, *, connect_timeout: int = 5
+) -> psycopg.Connection:
+    import psycopg
+
+    return psycopg.connect(
+        host=settings.postgres_host,
+        port=settings.postgres_port,
+        user=settings.postgres_user,
+        password=settings.postgres_password.get_secret_value(),
+        dbname=database or settings.postgres_db,
+        connect_timeout=connect_timeout,
+        autocommit=True,
+    )

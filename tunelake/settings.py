@@ -1,0 +1,156 @@
+"""One typed settings object for every tunelake component.
+
+Values come from environment variables prefixed ``TUNELAKE_`` (and from a ``.env`` file in
+the working directory, if present). Defaults point at the local stack started by
+``tunelake up``. Secrets are ``SecretStr``: their local defaults are documented in
+``.env.example`` and refused outside ``TUNELAKE_ENVIRONMENT=local``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+SOURCE_ROOT = PACKAGE_ROOT.parent
+
+
+def _default_state_dir() -> Path:
+    # A source checkout keeps its stack state next to the code, so two clones never share
+    # data dirs or pid files; an installed package falls back to the user's state dir.
+    if (SOURCE_ROOT / "pyproject.toml").is_file():
+        return SOURCE_ROOT / ".tunelake"
+    return Path.home() / ".local" / "state" / "tunelake"
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+LOCAL_SECRET_DEFAULTS = {
+    "s3_secret_key": "tunelake-local-secret",
+    "postgres_password": "tunelake-local-pg",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TUNELAKE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Environment = Environment.LOCAL
+
+    # Local stack: state (data, logs, pid files) per checkout; downloads shared per user.
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "tunelake")
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_controller_port: int = 9093
+    kafka_topic_partitions: int = 3
+    topic_recommendation_events: str = "recommendation_events"
+    topic_listening_history: str = "user_listening_history"
+    topic_recommendation_feedback: str = "recommendation_feedback"
+    topic_user_profiles: str = "user_profiles"
+
+    # Schema registry (Confluent-compatible REST API)
+    schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+
+    # S3 object store (SeaweedFS locally, MinIO in docker-compose, any S3 in production)
+    s3_endpoint_url: str = "http://127.0.0.1:8333"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = "tunelake"
+    s3_secret_key: SecretStr = SecretStr(LOCAL_SECRET_DEFAULTS["s3_secret_key"])
+    s3_path_style: bool = True
+    lakehouse_bucket: str = "lakehouse"
+    checkpoints_bucket: str = "checkpoints"
+    models_bucket: str = "models"
+
+    # PostgreSQL (user profiles for CDC, registry storage, Airflow metadata)
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "tunelake"
+    postgres_password: SecretStr = SecretStr(LOCAL_SECRET_DEFAULTS["postgres_password"])
+    postgres_db: str = "tunelake"
+    registry_db: str = "registry"
+
+    # Spark
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = 4
+    # Comma-separated jars for spark.jars; empty means "the set `tunelake up` resolved"
+    # in local mode, and "jars are baked into the image" on a cluster.
+    spark_jars: str = ""
+
+    @model_validator(mode="after")
+    def _no_local_secrets_outside_local(self) -> Self:
+        if self.environment is Environment.LOCAL:
+            return self
+        still_default = [
+            f"TUNELAKE_{name.upper()}"
+            for name, local_value in LOCAL_SECRET_DEFAULTS.items()
+            if getattr(self, name).get_secret_value() == local_value
+        ]
+        if still_default:
+            raise ValueError(
+                f"environment={self.environment.value} needs real secrets; "
+                f"still the documented local defaults: {', '.join(still_default)}"
+            )
+        return self
+
+    # Derived values: computed here once so no component rebuilds a path by hand.
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (
+            self.topic_recommendation_events,
+            self.topic_listening_history,
+            self.topic_recommendation_feedback,
+            self.topic_user_profiles,
+        )
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.lakehouse_bucket, self.checkpoints_bucket, self.models_bucket)
+
+    @property
+    def is_local_spark(self) -> bool:
+        return self.spark_master.startswith("local")
+
+    @property
+    def s3_uses_ssl(self) -> bool:
+        return urlparse(self.s3_endpoint_url).scheme == "https"
+
+    def lakehouse_uri(self, *parts: str) -> str:
+        return "/".join((f"s3a://{self.lakehouse_bucket}", *parts))
+
+    def bronze_path(self, topic: str) -> str:
+        return self.lakehouse_uri("bronze", topic)
+
+    def quarantine_path(self, topic: str) -> str:
+        return self.lakehouse_uri("bronze", "_quarantine", topic)
+
+    def silver_path(self, table: str) -> str:
+        return self.lakehouse_uri("silver", table)
+
+    def checkpoint_path(self, job: str) -> str:
+        return f"s3a://{self.checkpoints_bucket}/{job}"
+
+    def postgres_dsn(self, database: str | None = None) -> str:
+        return (
+            f"postgresql://{self.postgres_user}:{self.postgres_password.get_secret_value()}"
+            f"@{self.postgres_host}:{self.postgres_port}/{database or self.postgres_db}"
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own ``Settings(...)`` instead."""
+    return Settings()

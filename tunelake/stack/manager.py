@@ -1,0 +1,195 @@
+"""`up`, `down` and `status` for the local stack.
+
+Services start in parallel (each waits only for its own dependencies) and are polled for
+readiness with a bound; a service that fails is named together with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunelake.settings import Settings
+from tunelake.stack import install, process
+from tunelake.stack.services import Service, all_services
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, str], None]
+
+
+class StackError(RuntimeError):
+    def __init__(self, service: str, message: str, log_tail: str = "") -> None:
+        self.service = service
+        self.log_tail = log_tail
+        super().__init__(f"{service}: {message}")
+
+
+@dataclass(frozen=True)
+class ServiceOutcome:
+    service: str
+    action: str  # "started" | "running"
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    pid: int | None
+    port: int
+    health: str  # "healthy" | "unhealthy" | "stopped"
+    process: str
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def describe_process(pid: int) -> str:
+    """What the pid really runs: the Java main class/jar, or the executable and verb."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return "?"
+    argv = [a for a in argv if a]
+    exe = Path(argv[0]).name if argv else "?"
+    if exe == "java":
+        main = next(
+            (a for i, a in enumerate(argv[1:], 1)
+             if not a.startswith("-") and argv[i - 1] not in ("-cp", "-classpath")),
+            "?",
+        )
+        return f"java {Path(main).name}"
+    verb = argv[1:2] if len(argv) > 1 and not argv[1].startswith("-") else []
+    return " ".join([exe, *verb])
+
+
+def _ordered(services: dict[str, Service], names: Iterable[str] | None) -> list[Service]:
+    wanted = set(names or services)
+    unknown = wanted - set(services)
+    if unknown:
+        raise StackError(", ".join(sorted(unknown)), f"unknown service; known: {sorted(services)}")
+    # Starting a service starts what it depends on.
+    pending = list(wanted)
+    while pending:
+        for dep in services[pending.pop()].depends_on:
+            if dep not in wanted:
+                wanted.add(dep)
+                pending.append(dep)
+    return [svc for name, svc in services.items() if name in wanted]
+
+
+def _start_one(svc: Service, progress: Progress) -> ServiceOutcome:
+    began = time.monotonic()
+    if process.running_process(svc.pid_file) is None:
+        if _port_open(svc.port):
+            raise StackError(
+                svc.name, f"port {svc.port} is taken by a process tunelake did not start"
+            )
+        progress(svc.name, "preparing")
+        svc.prepare()
+        progress(svc.name, f"starting (log: {svc.log_file})")
+        proc = process.spawn(
+            svc.command(), pid_file=svc.pid_file, log_file=svc.log_file, env=svc.process_env()
+        )
+        action = "started"
+    else:
+        proc = process.running_process(svc.pid_file)
+        action = "running"
+
+    def ready() -> bool:
+        if not process.is_alive(proc):
+            raise StackError(svc.name, "exited while starting", process.tail(svc.log_file))
+        return svc.healthy()
+
+    if not process.wait_until(ready, timeout_s=svc.start_timeout_s):
+        raise StackError(
+            svc.name,
+            f"not healthy after {svc.start_timeout_s:.0f}s (pid {proc.pid})",
+            process.tail(svc.log_file),
+        )
+    svc.bootstrap()
+    outcome = ServiceOutcome(svc.name, action, time.monotonic() - began)
+    progress(svc.name, f"{'healthy' if action == 'started' else 'already running'} "
+                       f"({outcome.seconds:.1f}s)")
+    return outcome
+
+
+def up(
+    settings: Settings, names: Iterable[str] | None = None, progress: Progress = lambda s, m: None
+) -> list[ServiceOutcome]:
+    """Install what is missing, then start every (or the named) service and its dependencies."""
+    progress("install", "checking Java, Maven jars, registry distribution, PostgreSQL")
+    try:
+        install.install_all(settings)
+    except install.InstallError as exc:
+        raise StackError("install", str(exc)) from exc
+    services = _ordered(all_services(settings), names)
+    done = {svc.name: threading.Event() for svc in services}
+    outcomes: dict[str, ServiceOutcome] = {}
+    errors: list[StackError] = []
+
+    def run(svc: Service) -> None:
+        try:
+            for dep in svc.depends_on:
+                done[dep].wait()
+                if dep not in outcomes:
+                    raise StackError(svc.name, f"not started: dependency {dep} failed")
+            outcomes[svc.name] = _start_one(svc, progress)
+        except StackError as exc:
+            errors.append(exc)
+        except Exception as exc:  # keep the service name on unexpected failures too
+            errors.append(StackError(svc.name, repr(exc), process.tail(svc.log_file)))
+        finally:
+            done[svc.name].set()
+
+    threads = [threading.Thread(target=run, args=(svc,), name=svc.name) for svc in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        # The first failure in dependency order is the cause; the others follow from it.
+        order = [svc.name for svc in services]
+        raise min(errors, key=lambda e: order.index(e.service) if e.service in order else -1)
+    return [outcomes[svc.name] for svc in services]
+
+
+def down(settings: Settings, progress: Progress = lambda s, m: None) -> list[str]:
+    """Stop every service `up` started (dependents first); returns the names stopped."""
+    services = list(all_services(settings).values())
+    stopped: list[str] = []
+    for svc in reversed(services):
+        proc = process.stop(svc.pid_file, stop_signal=svc.stop_signal,
+                            timeout_s=svc.stop_timeout_s)
+        if proc is not None:
+            stopped.append(svc.name)
+            progress(svc.name, f"stopped (pid {proc.pid})")
+    return stopped
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    rows = []
+    for svc in all_services(settings).values():
+        proc = process.running_process(svc.pid_file)
+        if proc is None:
+            rows.append(ServiceStatus(svc.name, None, svc.port, "stopped", "-"))
+            continue
+        health = "healthy" if svc.healthy() else "unhealthy"
+        rows.append(ServiceStatus(svc.name, proc.pid, svc.port, health,
+                                  describe_process(proc.pid)))
+    return rows
+
+
+def log_path(settings: Settings, name: str) -> Path:
+    services = all_services(settings)
+    if name not in services:
+        raise StackError(name, f"unknown service; known: {sorted(services)}")
+    return services[name].log_file

@@ -1,0 +1,96 @@
+"""Readiness probes and idempotent seeding for the stack's services.
+
+A probe answers "ready now?" quickly and never raises: the caller polls it with a bound.
+Seeding (topics, buckets, databases) runs once a service is ready and may run again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from tunelake.clients import kafka_admin, postgres_connect, s3_client
+from tunelake.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def kafka_cluster_ready(settings: Settings) -> bool:
+    try:
+        admin = kafka_admin(settings, timeout_ms=3000)
+    except Exception:  # NoBrokersAvailable and socket errors alike mean "not yet"
+        return False
+    try:
+        brokers = admin.describe_cluster().get("brokers", [])
+        return any(not broker.get("is_fenced") for broker in brokers)
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+def ensure_topics(settings: Settings, topics: tuple[str, ...]) -> list[str]:
+    """Create missing topics with the configured partition count; returns those created."""
+    from kafka.admin import NewTopic
+
+    admin = kafka_admin(settings)
+    try:
+        missing = sorted(set(topics) - set(admin.list_topics()))
+        if missing:
+            admin.create_topics(
+                [NewTopic(t, settings.kafka_topic_partitions, 1) for t in missing]
+            )
+            log.info("created topics %s", missing)
+        return missing
+    finally:
+        admin.close()
+
+
+def s3_ready(settings: Settings) -> bool:
+    try:
+        s3_client(settings, connect_timeout=2).list_buckets()
+    except Exception:  # connection refused, 5xx while starting: not ready
+        return False
+    return True
+
+
+def ensure_buckets(settings: Settings, buckets: tuple[str, ...]) -> list[str]:
+    s3 = s3_client(settings)
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    missing = [b for b in buckets if b not in existing]
+    for bucket in missing:
+        s3.create_bucket(Bucket=bucket)
+    if missing:
+        log.info("created buckets %s", missing)
+    return missing
+
+
+def postgres_ready(settings: Settings) -> bool:
+    try:
+        with postgres_connect(settings, "postgres", connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except Exception:  # refused or "the database system is starting up"
+        return False
+    return True
+
+
+def ensure_databases(settings: Settings, databases: tuple[str, ...]) -> list[str]:
+    from psycopg import sql
+
+    with postgres_connect(settings, "postgres") as conn:
+        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        missing = [db for db in databases if db not in existing]
+        for db in missing:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    if missing:
+        log.info("created databases %s", missing)
+    return missing
+
+
+def registry_ready(settings: Settings) -> bool:
+    try:
+        response = httpx.get(f"{settings.schema_registry_url}/subjects", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

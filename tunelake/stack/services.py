@@ -1,0 +1,351 @@
+"""The local stack's services: how each one is prepared, started, probed and seeded.
+
+Each service is a real server run as a local process bound to 127.0.0.1, with its data,
+config and log under ``<state_dir>``:
+
+- ``kafka``: Apache Kafka broker+controller in KRaft mode, from Maven Central jars;
+- ``s3``: SeaweedFS (``weed mini``) serving the S3 API; buckets created at start;
+- ``postgres``: PostgreSQL from Debian packages with ``wal_level=logical`` (for CDC);
+- ``registry``: Apicurio Registry with PostgreSQL storage, Confluent-compatible API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tunelake.settings import Settings
+from tunelake.stack import install
+
+log = logging.getLogger(__name__)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def _url_port(url: str) -> int:
+    parsed = urlparse(url)
+    return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+@dataclass
+class Service:
+    """Base class: subclasses fill in how to prepare, launch and probe one server."""
+
+    settings: Settings
+    name: str = ""
+    depends_on: tuple[str, ...] = ()
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout_s: float = 30.0
+    start_timeout_s: float = 120.0
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.state_dir / "data" / self.name
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.settings.state_dir / "conf" / self.name
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.state_dir / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.state_dir / "logs" / f"{self.name}.log"
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """One-time setup before the first start (format storage, init data dir, configs)."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def process_env(self) -> dict[str, str] | None:
+        """The environment to start with; None inherits ours."""
+        return None
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def bootstrap(self) -> None:
+        """Idempotent seeding once healthy (buckets, databases, topics)."""
+
+
+def _java_command(java: str, heap: str, *args: str) -> list[str]:
+    return [java, f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.net.preferIPv4Stack=true", *args]
+
+
+@dataclass
+class KafkaService(Service):
+    name: str = "kafka"
+
+    @property
+    def port(self) -> int:
+        return _host_port(self.settings.kafka_bootstrap_servers.split(",")[0])[1]
+
+    @property
+    def properties_file(self) -> Path:
+        return self.conf_dir / "server.properties"
+
+    def _classpath(self) -> str:
+        return os.pathsep.join(install.read_classpath(self.settings, "kafka"))
+
+    def prepare(self) -> None:
+        ctrl = self.settings.kafka_controller_port
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{ctrl}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{ctrl}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": str(self.settings.kafka_topic_partitions),
+            # A single node: every internal topic can only have one replica.
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # Producers must name topics that `up` created from settings.
+            "auto.create.topics.enable": "false",
+        }
+        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        if (self.data_dir / "meta.properties").is_file():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            [
+                install.find_java(17), "-cp", self._classpath(), "kafka.tools.StorageTool",
+                "format", "--ignore-formatted", "-t", cluster_id,
+                "-c", str(self.properties_file),
+            ],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+
+    def command(self) -> list[str]:
+        return _java_command(
+            install.find_java(17), "768m",
+            f"-Dlog4j2.configurationFile={self._write_log4j()}",
+            "-cp", self._classpath(), "kafka.Kafka", str(self.properties_file),
+        )
+
+    def _write_log4j(self) -> Path:
+        config = self.conf_dir / "log4j2.properties"
+        config.write_text(
+            "rootLogger.level = INFO\n"
+            "rootLogger.appenderRef.stdout.ref = STDOUT\n"
+            "appender.stdout.type = Console\n"
+            "appender.stdout.name = STDOUT\n"
+            "appender.stdout.layout.type = PatternLayout\n"
+            "appender.stdout.layout.pattern = [%d] %p %m (%c)%n\n"
+            "logger.kafka.name = kafka\n"
+            "logger.kafka.level = INFO\n"
+            "logger.state.name = state.change.logger\n"
+            "logger.state.level = WARN\n"
+        )
+        return config
+
+    def healthy(self) -> bool:
+        from tunelake.stack.probes import kafka_cluster_ready
+
+        return kafka_cluster_ready(self.settings)
+
+    def bootstrap(self) -> None:
+        from tunelake.stack.probes import ensure_topics
+
+        ensure_topics(self.settings, self.settings.topics)
+
+
+@dataclass
+class S3Service(Service):
+    name: str = "s3"
+    # weed mini ignores SIGTERM for well over 10 s: give it a short grace, then SIGKILL.
+    stop_timeout_s: float = 5.0
+
+    @property
+    def port(self) -> int:
+        return _url_port(self.settings.s3_endpoint_url)
+
+    @property
+    def identities_file(self) -> Path:
+        return self.conf_dir / "s3-identities.json"
+
+    def prepare(self) -> None:
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        identities = {
+            "identities": [
+                {
+                    "name": self.settings.s3_access_key,
+                    "credentials": [
+                        {
+                            "accessKey": self.settings.s3_access_key,
+                            "secretKey": self.settings.s3_secret_key.get_secret_value(),
+                        }
+                    ],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        self.identities_file.write_text(json.dumps(identities))
+        self.identities_file.chmod(0o600)
+
+    def command(self) -> list[str]:
+        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        return [
+            weed, "mini",
+            f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.port={self.port}", f"-s3.config={self.identities_file}",
+            # Only S3 is part of tunelake's contract: keep the extra listeners off.
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+        ]
+
+    def healthy(self) -> bool:
+        from tunelake.stack.probes import s3_ready
+
+        return s3_ready(self.settings)
+
+    def bootstrap(self) -> None:
+        from tunelake.stack.probes import ensure_buckets
+
+        ensure_buckets(self.settings, self.settings.buckets)
+
+
+@dataclass
+class PostgresService(Service):
+    name: str = "postgres"
+    # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM waits for every client to leave.
+    stop_signal: signal.Signals = signal.SIGINT
+
+    @property
+    def port(self) -> int:
+        return self.settings.postgres_port
+
+    def _as_postgres_user(self, command: list[str]) -> list[str]:
+        # PostgreSQL refuses to run as root: drop to the Debian package's system user.
+        if os.geteuid() != 0:
+            return command
+        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *command]
+
+    def prepare(self) -> None:
+        if (self.data_dir / "PG_VERSION").is_file():
+            return
+        bin_dir = install.postgres_bin_dir()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        pwfile = self.conf_dir / "initdb.pw"
+        pwfile.write_text(self.settings.postgres_password.get_secret_value())
+        if os.geteuid() == 0:
+            shutil.chown(self.data_dir, "postgres", "postgres")
+            shutil.chown(pwfile, "postgres", "postgres")
+        pwfile.chmod(0o600)
+        try:
+            result = subprocess.run(
+                self._as_postgres_user([
+                    str(bin_dir / "initdb"), "-D", str(self.data_dir),
+                    "-U", self.settings.postgres_user, f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
+                    "-E", "UTF8", "--locale=C.UTF-8",
+                ]),
+                capture_output=True, text=True,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            raise RuntimeError(
+                f"initdb failed (the postgres user must be able to reach {self.data_dir}):\n"
+                f"{result.stdout}{result.stderr}"
+            )
+
+    def command(self) -> list[str]:
+        return self._as_postgres_user([
+            str(install.postgres_bin_dir() / "postgres"), "-D", str(self.data_dir),
+            "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
+            # No Unix socket: it would need a directory the postgres user owns.
+            "-c", "unix_socket_directories=",
+            # Logical decoding for Debezium CDC.
+            "-c", "wal_level=logical", "-c", "max_replication_slots=8",
+            "-c", "max_wal_senders=8",
+            "-c", "max_connections=200", "-c", "shared_buffers=128MB",
+        ])
+
+    def healthy(self) -> bool:
+        from tunelake.stack.probes import postgres_ready
+
+        return postgres_ready(self.settings)
+
+    def bootstrap(self) -> None:
+        from tunelake.stack.probes import ensure_databases
+
+        ensure_databases(self.settings, (self.settings.postgres_db, self.settings.registry_db))
+
+
+@dataclass
+class RegistryService(Service):
+    name: str = "registry"
+    depends_on: tuple[str, ...] = ("postgres",)
+
+    @property
+    def port(self) -> int:
+        return _url_port(self.settings.schema_registry_url)
+
+    def process_env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            **os.environ,
+            "APICURIO_STORAGE_KIND": "sql",
+            "APICURIO_STORAGE_SQL_KIND": "postgresql",
+            "APICURIO_DATASOURCE_URL": (
+                f"jdbc:postgresql://{s.postgres_host}:{s.postgres_port}/{s.registry_db}"
+            ),
+            "APICURIO_DATASOURCE_USERNAME": s.postgres_user,
+            "APICURIO_DATASOURCE_PASSWORD": s.postgres_password.get_secret_value(),
+            "QUARKUS_HTTP_HOST": "127.0.0.1",
+            "QUARKUS_HTTP_PORT": str(self.port),
+        }
+
+    def command(self) -> list[str]:
+        dist = install.install_distribution(self.settings, "registry")
+        return _java_command(
+            install.find_java(install.REGISTRY_MIN_JAVA), "512m", "-jar", str(dist / "quarkus-run.jar")
+        )
+
+    def healthy(self) -> bool:
+        from tunelake.stack.probes import registry_ready
+
+        return registry_ready(self.settings)
+
+
+SERVICE_TYPES: tuple[type[Service], ...] = (
+    PostgresService, S3Service, KafkaService, RegistryService
+)
+
+
+def all_services(settings: Settings) -> dict[str, Service]:
+    services = [kind(settings) for kind in SERVICE_TYPES]
+    return {svc.name: svc for svc in services}
