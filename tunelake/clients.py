@@ -8,7 +8,7 @@ from tunelake.settings import Settings
 
 if TYPE_CHECKING:
     import psycopg
-    from kafka import KafkaAdminClient
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
     from mypy_boto3_s3 import S3Client
 
 
@@ -38,6 +38,32 @@ def kafka_admin(settings: Settings, *, timeout_ms: int = 10_000) -> KafkaAdminCl
         client_id="tunelake-admin",
         request_timeout_ms=timeout_ms,
     )
+
+
+def kafka_producer(settings: Settings, **overrides: object) -> KafkaProducer:
+    """A producer that reports success only once every in-sync replica has the record."""
+    from kafka import KafkaProducer
+
+    config = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+    } | overrides
+    return KafkaProducer(**config)
+
+
+def kafka_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: object
+                   ) -> KafkaConsumer:
+    from kafka import KafkaConsumer
+
+    config = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "group_id": group_id,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+    } | overrides
+    return KafkaConsumer(*topics, **config)
 
 
 def postgres_connect(

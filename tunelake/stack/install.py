@@ -58,7 +58,7 @@ def read_classpath(settings: Settings, jar_set: str) -> list[str]:
     return [line for line in lines[1:] if line]
 
 
-_JAR_VERSION = re.compile(r"-\d[^/]*\.jar$")
+_JAR_VERSION = re.compile(r"-\d+\.\d[^/]*\.jar$")
 
 
 def artifact_name(jar: str) -> str:

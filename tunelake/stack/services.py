@@ -220,6 +220,10 @@ class S3Service(Service):
             weed, "mini",
             f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-s3.port={self.port}", f"-s3.config={self.identities_file}",
+            # weed mini also runs a master, a volume server and a filer; deriving their
+            # ports from the S3 port lets two stacks (say, a test's) run side by side.
+            f"-master.port={self.port + 1}", f"-volume.port={self.port + 2}",
+            f"-filer.port={self.port + 3}", f"-admin.port={self.port + 4}",
             # Only S3 is part of tunelake's contract: keep the extra listeners off.
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
         ]
@@ -327,6 +331,9 @@ class RegistryService(Service):
             "APICURIO_DATASOURCE_PASSWORD": s.postgres_password.get_secret_value(),
             "QUARKUS_HTTP_HOST": "127.0.0.1",
             "QUARKUS_HTTP_PORT": str(self.port),
+            # The management interface (health, metrics) would bind 0.0.0.0:9000.
+            "QUARKUS_MANAGEMENT_HOST": "127.0.0.1",
+            "QUARKUS_MANAGEMENT_PORT": str(self.port + 1),
         }
 
     def command(self) -> list[str]:

