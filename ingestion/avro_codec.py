@@ -42,7 +42,7 @@ def decode(
 ) -> tuple[int, dict]:
     """Decode framed bytes; ``writer_schema`` maps a schema id to its parsed schema."""
     schema_id = schema_id_of(data)
-    body = io.BytesIO(data[_HEADER.size:])
+    body = io.BytesIO(data[_HEADER.size :])
     try:
         record = fastavro.schemaless_reader(body, writer_schema(schema_id), reader_schema)
     except (EOFError, ValueError, IndexError, UnicodeDecodeError) as exc:

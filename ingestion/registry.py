@@ -42,7 +42,8 @@ def subject_for(topic: str) -> str:
 class SchemaRegistry:
     def __init__(self, base_url: str, *, timeout_s: float = 10.0) -> None:
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout_s,
+            base_url=base_url.rstrip("/"),
+            timeout=timeout_s,
             headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
         )
         self._schemas_by_id = lru_cache(maxsize=256)(self._fetch_schema)
@@ -80,9 +81,7 @@ class SchemaRegistry:
 
     def is_compatible(self, subject: str, schema: dict) -> bool:
         body = {"schema": json.dumps(schema), "schemaType": "AVRO"}
-        result = self._request(
-            "POST", f"/compatibility/subjects/{subject}/versions/latest", body
-        )
+        result = self._request("POST", f"/compatibility/subjects/{subject}/versions/latest", body)
         return bool(result["is_compatible"])
 
     def _fetch_schema(self, schema_id: int) -> dict:

@@ -14,8 +14,9 @@ from rich.table import Table
 
 from tunelake.settings import get_settings
 
-app = typer.Typer(help="tunelake: a music-recommendation lakehouse.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="tunelake: a music-recommendation lakehouse.", no_args_is_help=True, add_completion=False
+)
 console = Console(stderr=True)
 
 
@@ -47,8 +48,9 @@ def install() -> None:
 
 @app.command()
 def up(
-    services: Annotated[list[str] | None, typer.Argument(help="Only these (and their deps).")]
-    = None,
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Only these (and their deps).")
+    ] = None,
 ) -> None:
     """Start the local stack (installing what is missing) and wait until it is healthy."""
     from tunelake.stack.manager import StackError
@@ -84,8 +86,13 @@ def status() -> None:
     table = Table("service", "pid", "port", "health", "process")
     for row in rows:
         colour = {"healthy": "green", "unhealthy": "yellow"}.get(row.health, "red")
-        table.add_row(row.service, str(row.pid or "-"), str(row.port),
-                      f"[{colour}]{row.health}[/]", row.process)
+        table.add_row(
+            row.service,
+            str(row.pid or "-"),
+            str(row.port),
+            f"[{colour}]{row.health}[/]",
+            row.process,
+        )
     Console().print(table)
     if any(row.health != "healthy" for row in rows):
         raise typer.Exit(code=1)
@@ -131,7 +138,8 @@ def demo() -> None:
 
 def main() -> None:
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     # kafka-python and httpx narrate every connection and request at INFO.

@@ -53,8 +53,9 @@ def kafka_producer(settings: Settings, **overrides: object) -> KafkaProducer:
     return KafkaProducer(**config)
 
 
-def kafka_consumer(settings: Settings, *topics: str, group_id: str | None, **overrides: object
-                   ) -> KafkaConsumer:
+def kafka_consumer(
+    settings: Settings, *topics: str, group_id: str | None, **overrides: object
+) -> KafkaConsumer:
     from kafka import KafkaConsumer
 
     config = {

@@ -102,13 +102,17 @@ def avro_round_trip(settings: Settings, records: int = DEMO_RECORDS) -> str:
         producer.flush(timeout=30)
         producer.close()
         received = read_back(settings, codec, [f.get(timeout=0) for f in futures])
-    mismatched = [r for r in sent if received.get(r["event_id"], {}).get("sequence") != r["sequence"]]
+    mismatched = [
+        r for r in sent if received.get(r["event_id"], {}).get("sequence") != r["sequence"]
+    ]
     if mismatched:
         raise DemoCheckError(
             f"{len(mismatched)} of {records} Avro records did not come back as sent"
         )
-    return (f"{records:,} records via schema id {codec.schema_id} "
-            f"(subject {codec.subject}) produced and consumed")
+    return (
+        f"{records:,} records via schema id {codec.schema_id} "
+        f"(subject {codec.subject}) produced and consumed"
+    )
 
 
 def read_back(settings: Settings, codec, acknowledged: list) -> dict[str, dict]:

@@ -19,8 +19,7 @@ def test_produce_consume_round_trip(kafka):
         producer.close()
         assert all(meta.topic == topic for meta in acks)
 
-        consumer = kafka_consumer(kafka, topic, group_id=f"it-{topic}",
-                                  consumer_timeout_ms=20_000)
+        consumer = kafka_consumer(kafka, topic, group_id=f"it-{topic}", consumer_timeout_ms=20_000)
         received = {}
         for message in consumer:
             received[message.key] = message.value
@@ -39,8 +38,10 @@ def test_same_key_lands_in_one_partition_in_order(kafka):
     admin.create_topics([NewTopic(topic, 3, 1)])
     try:
         producer = kafka_producer(kafka)
-        acks = [producer.send(topic, key=b"user-42", value=str(i).encode()).get(timeout=30)
-                for i in range(20)]
+        acks = [
+            producer.send(topic, key=b"user-42", value=str(i).encode()).get(timeout=30)
+            for i in range(20)
+        ]
         producer.close()
         assert len({meta.partition for meta in acks}) == 1
         partition = TopicPartition(topic, acks[0].partition)

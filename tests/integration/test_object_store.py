@@ -31,8 +31,9 @@ def test_put_get_list_delete(s3):
     ranged = client.get_object(Bucket=s3.lakehouse_bucket, Key=key, Range="bytes=10-19")
     assert ranged["Body"].read() == bodies[key][10:20]
 
-    client.delete_objects(Bucket=s3.lakehouse_bucket,
-                          Delete={"Objects": [{"Key": k} for k in bodies]})
+    client.delete_objects(
+        Bucket=s3.lakehouse_bucket, Delete={"Objects": [{"Key": k} for k in bodies]}
+    )
     assert client.list_objects_v2(Bucket=s3.lakehouse_bucket, Prefix=prefix)["KeyCount"] == 0
     with pytest.raises(ClientError) as missing:
         client.get_object(Bucket=s3.lakehouse_bucket, Key=key)

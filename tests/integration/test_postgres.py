@@ -32,6 +32,8 @@ def test_up_created_the_databases(postgres):
 
 def test_registry_keeps_its_schemas_in_postgres(postgres, registry):
     with postgres_connect(postgres, postgres.registry_db) as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
     assert "artifacts" in tables

@@ -10,7 +10,9 @@ from ingestion.schemas import load_schema
 from tunelake.demo import avro_round_trip
 
 BASE = {
-    "type": "record", "name": "Listen", "namespace": "io.tunelake.test",
+    "type": "record",
+    "name": "Listen",
+    "namespace": "io.tunelake.test",
     "fields": [
         {"name": "event_id", "type": "string"},
         {"name": "track_id", "type": "string"},
@@ -60,11 +62,16 @@ def test_records_written_with_an_old_schema_decode_with_the_new_one(registry, ka
         client.set_compatibility(f"{topic}-value", Compatibility.BACKWARD)
         old = TopicCodec(client, topic, BASE)
         data = old.encode({"event_id": "e1", "track_id": "t1", "ms_played": 1234})
-        new = TopicCodec(client, topic,
-                         _with_fields({"name": "context", "type": "string", "default": "none"}))
+        new = TopicCodec(
+            client, topic, _with_fields({"name": "context", "type": "string", "default": "none"})
+        )
         assert new.schema_id != old.schema_id
-        assert new.decode(data) == {"event_id": "e1", "track_id": "t1", "ms_played": 1234,
-                                    "context": "none"}
+        assert new.decode(data) == {
+            "event_id": "e1",
+            "track_id": "t1",
+            "ms_played": 1234,
+            "context": "none",
+        }
 
 
 def test_avro_through_registry_and_kafka(registry, kafka):

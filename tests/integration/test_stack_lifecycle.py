@@ -32,9 +32,12 @@ def throwaway():
     # runs as the postgres user, which must reach its data folder.
     state = SOURCE_ROOT / ".tunelake" / "test-stacks" / uuid.uuid4().hex[:8]
     settings = Settings(
-        _env_file=None, state_dir=state,
-        kafka_bootstrap_servers="127.0.0.1:29092", kafka_controller_port=29093,
-        s3_endpoint_url="http://127.0.0.1:28333", postgres_port=25432,
+        _env_file=None,
+        state_dir=state,
+        kafka_bootstrap_servers="127.0.0.1:29092",
+        kafka_controller_port=29093,
+        s3_endpoint_url="http://127.0.0.1:28333",
+        postgres_port=25432,
         schema_registry_url="http://127.0.0.1:28081/apis/ccompat/v7",
     )
     record: dict = {"settings": settings}
@@ -50,7 +53,8 @@ def test_cold_up_starts_every_real_server(throwaway):
 
     rows = {row.service: row for row in manager.status(settings)}
     assert {name: row.health for name, row in rows.items()} == dict.fromkeys(
-        REAL_SERVERS, "healthy")
+        REAL_SERVERS, "healthy"
+    )
     assert {name: row.process for name, row in rows.items()} == REAL_SERVERS
     throwaway["pids"] = {name: row.pid for name, row in rows.items()}
 
@@ -75,19 +79,22 @@ def test_down_leaves_no_process_of_ours(throwaway):
         assert not Path(f"/proc/{proc.pid}").exists() or not process.is_alive(proc)
         assert not manager._port_open(services[name].port), f"{name} port still open"
     # PostgreSQL's backends and weed's helpers are gone too: nothing runs from our folder.
-    leftovers = subprocess.run(["pgrep", "-f", str(settings.state_dir)], capture_output=True,
-                               text=True).stdout.split()
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(settings.state_dir)], capture_output=True, text=True
+    ).stdout.split()
     assert leftovers == []
     assert {row.health for row in manager.status(settings)} == {"stopped"}
 
 
 def test_down_left_the_session_stack_alone(settings):
     assert {row.service: row.health for row in manager.status(settings)} == dict.fromkeys(
-        REAL_SERVERS, "healthy")
+        REAL_SERVERS, "healthy"
+    )
 
 
 def test_cli_second_up_reports_nothing_started(settings):
-    result = subprocess.run([sys.executable, "-m", "tunelake", "up"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tunelake", "up"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "started: nothing (all running)" in result.stderr

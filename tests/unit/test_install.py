@@ -24,8 +24,13 @@ def test_artifact_name_strips_the_version(jar, name):
 def test_spark_extras_never_shadow_pyspark_jars(settings):
     extras = {install.artifact_name(j) for j in install.read_classpath(settings, "spark")}
     assert not extras & install.pyspark_jar_names()
-    assert {"delta-spark_4.1_2.13", "spark-sql-kafka-0-10_2.13", "spark-avro_2.13",
-            "hadoop-aws", "bundle"} <= extras
+    assert {
+        "delta-spark_4.1_2.13",
+        "spark-sql-kafka-0-10_2.13",
+        "spark-avro_2.13",
+        "hadoop-aws",
+        "bundle",
+    } <= extras
     assert all(Path(j).is_file() for j in install.read_classpath(settings, "spark"))
 
 

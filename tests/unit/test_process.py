@@ -45,8 +45,9 @@ def test_a_recycled_pid_is_not_ours(tmp_path):
     # A pid file naming a live pid with another start time: someone else's process.
     pid_file = tmp_path / "stale.pid"
     own_ticks = process._start_ticks(os.getpid())
-    pid_file.write_text(json.dumps({"pid": os.getpid(), "start_ticks": own_ticks + 1,
-                                    "command": ["x"]}))
+    pid_file.write_text(
+        json.dumps({"pid": os.getpid(), "start_ticks": own_ticks + 1, "command": ["x"]})
+    )
 
     assert process.running_process(pid_file) is None
     assert process.stop(pid_file, timeout_s=0.1) is None  # and we are still alive
@@ -64,8 +65,7 @@ def test_spawn_reports_a_command_that_cannot_start(tmp_path):
 
 def test_wait_until_is_bounded():
     calls = []
-    assert not process.wait_until(lambda: calls.append(1) and False, timeout_s=0.3,
-                                  interval_s=0.05)
+    assert not process.wait_until(lambda: calls.append(1) and False, timeout_s=0.3, interval_s=0.05)
     assert len(calls) >= 2
 
 

@@ -17,7 +17,9 @@ def test_defaults_point_at_the_local_stack():
     assert s.s3_endpoint_url == "http://127.0.0.1:8333"
     assert s.schema_registry_url.endswith("/apis/ccompat/v7")
     assert s.topics == (
-        "recommendation_events", "user_listening_history", "recommendation_feedback",
+        "recommendation_events",
+        "user_listening_history",
+        "recommendation_feedback",
         "user_profiles",
     )
     assert s.buckets == ("lakehouse", "checkpoints", "models")
@@ -63,8 +65,7 @@ def test_secrets_never_show_in_repr():
 
 def _eval_in_shell(lines: list[str], variable: str) -> str:
     script = "\n".join(lines) + f'\nprintf %s "${{{variable}-UNSET}}"'
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
 
 
 def test_env_output_evaluates_in_a_shell_and_hides_secrets():
@@ -91,3 +92,21 @@ def test_every_setting_is_exported():
         for line in shell_assignments(Settings())
     }
     assert {f"TUNELAKE_{f.upper()}" for f in Settings.model_fields} <= names
+
+
+def test_env_example_documents_exactly_the_defaults(monkeypatch):
+    from tunelake.settings import SOURCE_ROOT
+
+    example = SOURCE_ROOT / ".env.example"
+    documented = {
+        line.split("=", 1)[0]
+        for line in example.read_text().splitlines()
+        if line.startswith("TUNELAKE_")
+    }
+    for name in documented:
+        monkeypatch.delenv(name, raising=False)
+    from_file = Settings(_env_file=example)
+    defaults = Settings(_env_file=None)
+    assert from_file == defaults
+    local_only = {"TUNELAKE_STATE_DIR", "TUNELAKE_CACHE_DIR"}
+    assert documented | local_only == {f"TUNELAKE_{f.upper()}" for f in Settings.model_fields}

@@ -21,9 +21,14 @@ def test_local_conf_wires_delta_s3a_and_the_resolved_jars(settings):
 
 
 def test_cluster_conf_comes_from_settings_alone():
-    s = Settings(_env_file=None, spark_master="spark://spark-master:7077",
-                 s3_endpoint_url="https://s3.eu-west-1.amazonaws.com", s3_path_style=False,
-                 s3_access_key="AKIA", s3_secret_key="s3cr3t")
+    s = Settings(
+        _env_file=None,
+        spark_master="spark://spark-master:7077",
+        s3_endpoint_url="https://s3.eu-west-1.amazonaws.com",
+        s3_path_style=False,
+        s3_access_key="AKIA",
+        s3_secret_key="s3cr3t",
+    )
     conf = spark_conf(s, "job")
     assert conf["spark.master"] == "spark://spark-master:7077"
     assert "spark.jars" not in conf  # baked into the cluster image
@@ -41,10 +46,12 @@ def test_explicit_jars_setting_wins():
 def test_session_writes_and_reads_a_local_delta_table(spark, tmp_path):
     path = str(tmp_path / "plays")
     rows = [("u1", "t1", 1000), ("u1", "t2", 2000), ("u2", "t1", 500)]
-    spark.createDataFrame(rows, "user_id string, track_id string, ms_played long") \
-        .write.format("delta").save(path)
-    spark.createDataFrame([("u3", "t3", 10)], "user_id string, track_id string, ms_played long") \
-        .write.format("delta").mode("append").save(path)
+    spark.createDataFrame(rows, "user_id string, track_id string, ms_played long").write.format(
+        "delta"
+    ).save(path)
+    spark.createDataFrame(
+        [("u3", "t3", 10)], "user_id string, track_id string, ms_played long"
+    ).write.format("delta").mode("append").save(path)
 
     back = spark.read.format("delta").load(path)
     assert back.count() == 4

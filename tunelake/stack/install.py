@@ -91,7 +91,11 @@ def resolve_jar_set(settings: Settings, jar_set: str, exclude: set[str] = frozen
     log.info("resolving %s jars with Maven", jar_set)
     _run(
         [
-            "mvn", "-B", "-q", "-f", str(pom),
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
             f"{DEPENDENCY_PLUGIN}:build-classpath",
             "-Dmdep.includeScope=runtime",
             f"-Dmdep.outputFile={raw}",

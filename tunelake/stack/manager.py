@@ -62,8 +62,11 @@ def describe_process(pid: int) -> str:
     exe = Path(argv[0]).name if argv else "?"
     if exe == "java":
         main = next(
-            (a for i, a in enumerate(argv[1:], 1)
-             if not a.startswith("-") and argv[i - 1] not in ("-cp", "-classpath")),
+            (
+                a
+                for i, a in enumerate(argv[1:], 1)
+                if not a.startswith("-") and argv[i - 1] not in ("-cp", "-classpath")
+            ),
             "?",
         )
         return f"java {Path(main).name}"
@@ -117,8 +120,10 @@ def _start_one(svc: Service, progress: Progress) -> ServiceOutcome:
         )
     svc.bootstrap()
     outcome = ServiceOutcome(svc.name, action, time.monotonic() - began)
-    progress(svc.name, f"{'healthy' if action == 'started' else 'already running'} "
-                       f"({outcome.seconds:.1f}s)")
+    progress(
+        svc.name,
+        f"{'healthy' if action == 'started' else 'already running'} ({outcome.seconds:.1f}s)",
+    )
     return outcome
 
 
@@ -167,8 +172,7 @@ def down(settings: Settings, progress: Progress = lambda s, m: None) -> list[str
     services = list(all_services(settings).values())
     stopped: list[str] = []
     for svc in reversed(services):
-        proc = process.stop(svc.pid_file, stop_signal=svc.stop_signal,
-                            timeout_s=svc.stop_timeout_s)
+        proc = process.stop(svc.pid_file, stop_signal=svc.stop_signal, timeout_s=svc.stop_timeout_s)
         if proc is not None:
             stopped.append(svc.name)
             progress(svc.name, f"stopped (pid {proc.pid})")
@@ -183,8 +187,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
             rows.append(ServiceStatus(svc.name, None, svc.port, "stopped", "-"))
             continue
         health = "healthy" if svc.healthy() else "unhealthy"
-        rows.append(ServiceStatus(svc.name, proc.pid, svc.port, health,
-                                  describe_process(proc.pid)))
+        rows.append(ServiceStatus(svc.name, proc.pid, svc.port, health, describe_process(proc.pid)))
     return rows
 
 

@@ -38,9 +38,7 @@ def ensure_topics(settings: Settings, topics: tuple[str, ...]) -> list[str]:
     try:
         missing = sorted(set(topics) - set(admin.list_topics()))
         if missing:
-            admin.create_topics(
-                [NewTopic(t, settings.kafka_topic_partitions, 1) for t in missing]
-            )
+            admin.create_topics([NewTopic(t, settings.kafka_topic_partitions, 1) for t in missing])
             log.info("created topics %s", missing)
         return missing
     finally:

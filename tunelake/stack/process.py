@@ -7,6 +7,7 @@ kernel recycled for someone else's process never matches, so ``down`` stops exac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -101,10 +102,8 @@ def spawn(
 def _signal_group(proc: TrackedProcess, sig: signal.Signals) -> None:
     # Each service leads its own session (start_new_session), so its process group holds
     # exactly the processes it started.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def stop(
@@ -123,8 +122,9 @@ def stop(
         return None
     _signal_group(proc, stop_signal)
     if not wait_until(lambda: not is_alive(proc), timeout_s=timeout_s):
-        log.warning("pid %s ignored %s for %.0fs; sending SIGKILL", proc.pid, stop_signal.name,
-                    timeout_s)
+        log.warning(
+            "pid %s ignored %s for %.0fs; sending SIGKILL", proc.pid, stop_signal.name, timeout_s
+        )
         _signal_group(proc, signal.SIGKILL)
         if not wait_until(lambda: not is_alive(proc), timeout_s=10):
             raise RuntimeError(f"pid {proc.pid} survived SIGKILL")

@@ -137,20 +137,32 @@ class KafkaService(Service):
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
             [
-                install.find_java(17), "-cp", self._classpath(), "kafka.tools.StorageTool",
-                "format", "--ignore-formatted", "-t", cluster_id,
-                "-c", str(self.properties_file),
+                install.find_java(17),
+                "-cp",
+                self._classpath(),
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.properties_file),
             ],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise RuntimeError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
 
     def command(self) -> list[str]:
         return _java_command(
-            install.find_java(17), "768m",
+            install.find_java(17),
+            "768m",
             f"-Dlog4j2.configurationFile={self._write_log4j()}",
-            "-cp", self._classpath(), "kafka.Kafka", str(self.properties_file),
+            "-cp",
+            self._classpath(),
+            "kafka.Kafka",
+            str(self.properties_file),
         )
 
     def _write_log4j(self) -> Path:
@@ -217,15 +229,24 @@ class S3Service(Service):
     def command(self) -> list[str]:
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
         return [
-            weed, "mini",
-            f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.port={self.port}", f"-s3.config={self.identities_file}",
+            weed,
+            "mini",
+            f"-dir={self.data_dir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={self.port}",
+            f"-s3.config={self.identities_file}",
             # weed mini also runs a master, a volume server and a filer; deriving their
             # ports from the S3 port lets two stacks (say, a test's) run side by side.
-            f"-master.port={self.port + 1}", f"-volume.port={self.port + 2}",
-            f"-filer.port={self.port + 3}", f"-admin.port={self.port + 4}",
+            f"-master.port={self.port + 1}",
+            f"-volume.port={self.port + 2}",
+            f"-filer.port={self.port + 3}",
+            f"-admin.port={self.port + 4}",
             # Only S3 is part of tunelake's contract: keep the extra listeners off.
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
         ]
 
     def healthy(self) -> bool:
@@ -269,13 +290,23 @@ class PostgresService(Service):
         pwfile.chmod(0o600)
         try:
             result = subprocess.run(
-                self._as_postgres_user([
-                    str(bin_dir / "initdb"), "-D", str(self.data_dir),
-                    "-U", self.settings.postgres_user, f"--pwfile={pwfile}",
-                    "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
-                    "-E", "UTF8", "--locale=C.UTF-8",
-                ]),
-                capture_output=True, text=True,
+                self._as_postgres_user(
+                    [
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        self.settings.postgres_user,
+                        f"--pwfile={pwfile}",
+                        "--auth-host=scram-sha-256",
+                        "--auth-local=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -287,16 +318,31 @@ class PostgresService(Service):
             )
 
     def command(self) -> list[str]:
-        return self._as_postgres_user([
-            str(install.postgres_bin_dir() / "postgres"), "-D", str(self.data_dir),
-            "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
-            # No Unix socket: it would need a directory the postgres user owns.
-            "-c", "unix_socket_directories=",
-            # Logical decoding for Debezium CDC.
-            "-c", "wal_level=logical", "-c", "max_replication_slots=8",
-            "-c", "max_wal_senders=8",
-            "-c", "max_connections=200", "-c", "shared_buffers=128MB",
-        ])
+        return self._as_postgres_user(
+            [
+                str(install.postgres_bin_dir() / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"port={self.port}",
+                # No Unix socket: it would need a directory the postgres user owns.
+                "-c",
+                "unix_socket_directories=",
+                # Logical decoding for Debezium CDC.
+                "-c",
+                "wal_level=logical",
+                "-c",
+                "max_replication_slots=8",
+                "-c",
+                "max_wal_senders=8",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=128MB",
+            ]
+        )
 
     def healthy(self) -> bool:
         from tunelake.stack.probes import postgres_ready
@@ -339,7 +385,10 @@ class RegistryService(Service):
     def command(self) -> list[str]:
         dist = install.install_distribution(self.settings, "registry")
         return _java_command(
-            install.find_java(install.REGISTRY_MIN_JAVA), "512m", "-jar", str(dist / "quarkus-run.jar")
+            install.find_java(install.REGISTRY_MIN_JAVA),
+            "512m",
+            "-jar",
+            str(dist / "quarkus-run.jar"),
         )
 
     def healthy(self) -> bool:
@@ -349,7 +398,10 @@ class RegistryService(Service):
 
 
 SERVICE_TYPES: tuple[type[Service], ...] = (
-    PostgresService, S3Service, KafkaService, RegistryService
+    PostgresService,
+    S3Service,
+    KafkaService,
+    RegistryService,
 )
 
 

@@ -1,0 +1,55 @@
+# tunelake: the two set-up commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+TOOLS_DIR  := $(HOME)/.cache/tunelake
+UV_VENV    := $(TOOLS_DIR)/uv-venv
+UV         := $(UV_VENV)/bin/uv
+PYTHON     ?= python3.11
+VENV       := .venv
+TUNELAKE   := $(VENV)/bin/tunelake
+PYTEST     := $(VENV)/bin/pytest
+RUFF       := $(VENV)/bin/ruff
+
+.PHONY: help install up down status demo test test-unit test-integration lint format
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+
+install: $(UV)  ## Python env from uv.lock, then Maven jars, registry, PostgreSQL
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
+	$(TUNELAKE) install
+
+up: install  ## start the local stack (a second run starts nothing)
+	$(TUNELAKE) up
+
+down:  ## stop every process `up` started
+	@if [ -x $(TUNELAKE) ]; then $(TUNELAKE) down; else echo "nothing installed"; fi
+
+status:  ## service, pid, port, health
+	$(TUNELAKE) status
+
+demo: up  ## install, start the stack, run the main job, print its summary
+	$(TUNELAKE) demo
+
+lint: install  ## ruff lint and format check
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+test: up lint  ## install, start what tests need, run every test (unit + integration)
+	$(PYTEST)
+
+test-unit: install  ## unit tests only (no services)
+	$(PYTEST) -m unit
+
+test-integration: up  ## integration tests against the live stack
+	$(PYTEST) -m integration
+
+format: install  ## apply ruff's fixes and formatting
+	$(RUFF) check --fix .
+	$(RUFF) format .
