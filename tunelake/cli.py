@@ -142,7 +142,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # kafka-python and httpx narrate every connection and request at INFO.
-    for noisy in ("kafka", "httpx"):
+    # kafka-python, httpx and py4j narrate every connection and request at INFO.
+    for noisy in ("kafka", "httpx", "py4j"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     app()
