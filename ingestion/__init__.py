@@ -1,0 +1,1 @@
+"""Producers and sources: Avro schemas, schema-registry client, Confluent wire codec."""

@@ -1,0 +1,1 @@
+"""The FastAPI recommendation service: routes call services; ingestion producers and ml serving."""

@@ -1,0 +1,1 @@
+"""Spark jobs: ``common/`` (session factory), ``bronze/`` streaming and ``silver/`` batch jobs."""

@@ -1,0 +1,1 @@
+"""tunelake: settings, shared clients, the CLI and the local stack."""
