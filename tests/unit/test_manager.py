@@ -35,3 +35,36 @@ def test_every_service_has_its_own_port(tmp_path):
 
 def test_describe_process_names_the_real_program():
     assert manager.describe_process(os.getpid()).startswith(os.path.basename(sys.executable))
+
+
+def _throwaway_settings(tmp_path, port: int) -> Settings:
+    return Settings(_env_file=None, state_dir=tmp_path, s3_endpoint_url=f"http://127.0.0.1:{port}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_port_held_by_someone_else_is_reported(tmp_path):
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(manager.StackError, match=rf"^s3: port {port} is taken"):
+            manager.up(_throwaway_settings(tmp_path, port), ["s3"])
+
+
+def test_a_service_that_dies_is_named_with_its_log_tail(tmp_path, monkeypatch):
+    from tunelake.stack.services import S3Service
+
+    crash = "import sys; print('fatal: bad identities file'); sys.exit(3)"
+    monkeypatch.setattr(S3Service, "command", lambda self: [sys.executable, "-c", crash])
+    with pytest.raises(manager.StackError, match="^s3: exited while starting") as failed:
+        manager.up(_throwaway_settings(tmp_path, _free_port()), ["s3"])
+    assert "fatal: bad identities file" in failed.value.log_tail
