@@ -128,6 +128,25 @@ def env(
 
 
 @app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: TUNELAKE_SERVICE_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: TUNELAKE_SERVICE_PORT")] = None,
+) -> None:
+    """Run the recommendation API (uvicorn); OpenAPI docs at /docs."""
+    import uvicorn
+
+    from service.app import build_app
+
+    settings = get_settings()
+    uvicorn.run(
+        build_app(settings),
+        host=host or settings.service_host,
+        port=port or settings.service_port,
+        log_level="info",
+    )
+
+
+@app.command()
 def demo() -> None:
     """Run the main job end to end on the local stack and print a summary."""
     from tunelake.demo import run_demo

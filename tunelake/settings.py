@@ -38,6 +38,7 @@ class Environment(StrEnum):
 LOCAL_SECRET_DEFAULTS = {
     "s3_secret_key": "tunelake-local-secret",
     "postgres_password": "tunelake-local-pg",
+    "api_keys": "tunelake-local-key",
 }
 
 
@@ -82,6 +83,14 @@ class Settings(BaseSettings):
     postgres_db: str = "tunelake"
     registry_db: str = "registry"
 
+    # Recommendation service
+    service_host: str = "127.0.0.1"
+    service_port: int = 8000
+    # Comma-separated keys accepted in the X-API-Key header of write endpoints.
+    api_keys: SecretStr = SecretStr(LOCAL_SECRET_DEFAULTS["api_keys"])
+    # Most-popular fallback before Silver exists: a catalog object in the lakehouse bucket.
+    catalog_key: str = "reference/track_catalog.json"
+
     # Spark
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
@@ -119,6 +128,15 @@ class Settings(BaseSettings):
     @property
     def buckets(self) -> tuple[str, ...]:
         return (self.lakehouse_bucket, self.checkpoints_bucket, self.models_bucket)
+
+    @property
+    def service_url(self) -> str:
+        return f"http://{self.service_host}:{self.service_port}"
+
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(
+            k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()
+        )
 
     @property
     def is_local_spark(self) -> bool:

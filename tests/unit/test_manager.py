@@ -65,6 +65,6 @@ def test_a_service_that_dies_is_named_with_its_log_tail(tmp_path, monkeypatch):
 
     crash = "import sys; print('fatal: bad identities file'); sys.exit(3)"
     monkeypatch.setattr(S3Service, "command", lambda self: [sys.executable, "-c", crash])
-    with pytest.raises(manager.StackError, match="^s3: exited while starting") as failed:
+    with pytest.raises(manager.StackError, match=r"^s3: exited while starting") as failed:
         manager.up(_throwaway_settings(tmp_path, _free_port()), ["s3"])
     assert "fatal: bad identities file" in failed.value.log_tail

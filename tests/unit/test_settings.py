@@ -54,6 +54,10 @@ def test_production_refuses_the_documented_local_secrets(monkeypatch):
     with pytest.raises(ValidationError, match="TUNELAKE_POSTGRES_PASSWORD"):
         Settings(_env_file=None)
     monkeypatch.setenv("TUNELAKE_POSTGRES_PASSWORD", "another-real-secret")
+    with pytest.raises(ValidationError, match="TUNELAKE_API_KEYS"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("TUNELAKE_API_KEYS", "key-a, key-b")
+    assert Settings(_env_file=None).api_key_set() == {"key-a", "key-b"}
     assert Settings(_env_file=None).environment is Environment.PRODUCTION
 
 
