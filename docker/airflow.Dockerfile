@@ -25,4 +25,5 @@ RUN pip install --no-cache-dir --require-hashes -r /tmp/dist/requirements.txt \
 COPY --chown=airflow:root dags/ /opt/airflow/dags/
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
     AIRFLOW__CORE__LOAD_EXAMPLES=False
-USER airflow
+# The base image's unprivileged `airflow` user (uid 50000, group root), by number.
+USER 50000:0

@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # The recommendation service (FastAPI): the project and its locked dependencies.
 #   docker build -f docker/service.Dockerfile -t tunelake/service .
-# Runs `tunelake serve` on port 8000 as an unprivileged user; every setting comes from
-# TUNELAKE_* variables at run time, never from the image.
+# Runs `tunelake serve` as an unprivileged user, on all interfaces and the port of
+# TUNELAKE_SERVICE_PORT (8000 by default); every setting comes from TUNELAKE_* variables at
+# run time, never from the image.
 
 FROM ghcr.io/astral-sh/uv:0.13.8 AS uv
 
@@ -35,4 +36,4 @@ ENV PATH=/opt/tunelake/.venv/bin:$PATH \
 WORKDIR /home/tunelake
 USER 10001:10001
 EXPOSE 8000
-CMD ["tunelake", "serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["tunelake", "serve", "--host", "0.0.0.0"]

@@ -35,8 +35,12 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # --- spark runtime ----------------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS spark
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # The JRE's post-install step needs the man directory that slim images leave out; procps
-# gives Spark's scripts `ps`; tini reaps the driver's and executors' children.
+# gives Spark's scripts `ps`; tini reaps the driver's and executors' children. Versions
+# come from the pinned Debian release (bookworm): its security updates replace older
+# package versions in the archive, so pinning them would break rebuilds.
+# hadolint ignore=DL3008
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
  && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps tini \
@@ -57,15 +61,17 @@ ENV PATH=/opt/tunelake/.venv/bin:$SPARK_HOME/bin:$PATH
 # Jackson or slf4j would shadow Spark's own.
 COPY --from=jars /build/jars /tmp/extra-jars
 RUN set -eu; \
+    artifact() { sed -E 's/-[0-9]+\.[0-9][^/]*\.jar$//'; }; \
+    find "$SPARK_HOME/jars" -name '*.jar' -printf '%f\n' | artifact > /tmp/spark-shipped.txt; \
     for jar in /tmp/extra-jars/*.jar; do \
-      name="$(basename "$jar" | sed -E 's/-[0-9][^/]*\.jar$//')"; \
-      if ls "$SPARK_HOME/jars/$name"-[0-9]*.jar >/dev/null 2>&1; then \
+      name="$(basename "$jar" | artifact)"; \
+      if grep -qxF "$name" /tmp/spark-shipped.txt; then \
         echo "keeping Spark's own $name"; \
       else \
         cp "$jar" "$SPARK_HOME/jars/"; \
       fi; \
     done; \
-    rm -rf /tmp/extra-jars
+    rm -rf /tmp/extra-jars /tmp/spark-shipped.txt
 COPY --chmod=0755 docker/spark/entrypoint.sh /opt/tunelake/entrypoint.sh
 COPY --chmod=0644 docker/spark/run_module.py /opt/tunelake/run_module.py
 WORKDIR /home/tunelake
@@ -75,7 +81,7 @@ CMD ["spark-submit", "--version"]
 
 # --- jupyter: the Spark image plus JupyterLab (not part of the project's lock) -----------
 FROM spark AS jupyter
-USER root
+USER 0:0
 RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv \
     uv pip install --no-cache --python /opt/tunelake/.venv/bin/python jupyterlab==4.6.6
 USER 10001:10001

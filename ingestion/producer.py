@@ -43,6 +43,7 @@ class EventProducer:
             self._producer = kafka_producer(
                 self._settings,
                 max_block_ms=timeout_ms,
+                bootstrap_timeout_ms=timeout_ms,
                 request_timeout_ms=timeout_ms,
                 delivery_timeout_ms=timeout_ms * 2,
             )
@@ -79,7 +80,9 @@ class EventProducer:
     def ready(self) -> bool:
         from tunelake.stack.probes import kafka_cluster_ready, registry_ready
 
-        return kafka_cluster_ready(self._settings) and registry_ready(self._settings)
+        return kafka_cluster_ready(self._settings, timeout_ms=int(self._timeout_s * 1000)) and (
+            registry_ready(self._settings)
+        )
 
     def close(self) -> None:
         if self._producer is not None:

@@ -6,6 +6,7 @@ module-level ``app`` (for ``uvicorn service.app:app``) builds them from settings
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import uuid
@@ -29,6 +30,8 @@ from service.models import (
 )
 from service.recommender import PlayedTracks, PopularityRecommender
 from tunelake.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_048_576
 FUTURE_TOLERANCE = timedelta(minutes=5)

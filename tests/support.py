@@ -29,7 +29,8 @@ class RecordingPublisher:
 
 def make_listens(n: int, **overrides) -> dict:
     """A POST /listens body of ``n`` plays an hour ago; ``overrides`` apply to every play."""
-    played_at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    # Milliseconds: the event contract's precision, so posted and stored values compare equal.
+    played_at = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="milliseconds")
     return {
         "listens": [
             {"track_id": f"t-{i}", "played_at": played_at, "ms_played": 1000 * i} | overrides

@@ -37,6 +37,8 @@ def kafka_admin(settings: Settings, *, timeout_ms: int = 10_000) -> KafkaAdminCl
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id="tunelake-admin",
         request_timeout_ms=timeout_ms,
+        # kafka-python otherwise keeps retrying an unreachable bootstrap server for 30 s.
+        bootstrap_timeout_ms=timeout_ms,
     )
 
 

@@ -54,6 +54,14 @@ def test_find_java_picks_the_oldest_jdk_that_is_new_enough(tmp_path, monkeypatch
         install.find_java(26)
 
 
+def test_find_java_reads_setup_java_variables(tmp_path, monkeypatch):
+    home = _fake_jdk(tmp_path / "runner", "Java_Temurin-Hotspot_jdk", "25.0.1")
+    monkeypatch.setattr(install, "JVM_ROOTS", (tmp_path / "empty",))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("JAVA_HOME_25_X64", str(home))
+    assert install.find_java(21) == str(home / "bin" / "java")
+
+
 def test_missing_jar_set_names_the_fix(tmp_path):
     from tunelake.settings import Settings
 

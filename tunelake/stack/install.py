@@ -171,6 +171,10 @@ def find_java(min_major: int = 17) -> str:
     Kafka runs on 17; Apicurio Registry 3.3 is built for 21+ (the machine's second JDK).
     """
     homes = [Path(os.environ["JAVA_HOME"])] if os.environ.get("JAVA_HOME") else []
+    # CI runners (actions/setup-java) announce every JDK they installed as JAVA_HOME_<N>_X64.
+    homes += [
+        Path(v) for k, v in sorted(os.environ.items()) if re.fullmatch(r"JAVA_HOME_\d+_\w+", k)
+    ]
     for root in JVM_ROOTS:
         if root.is_dir():
             homes += sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())

@@ -16,9 +16,9 @@ from tunelake.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def kafka_cluster_ready(settings: Settings) -> bool:
+def kafka_cluster_ready(settings: Settings, timeout_ms: int = 3000) -> bool:
     try:
-        admin = kafka_admin(settings, timeout_ms=3000)
+        admin = kafka_admin(settings, timeout_ms=timeout_ms)
     except Exception:  # NoBrokersAvailable and socket errors alike mean "not yet"
         return False
     try:
@@ -92,3 +92,14 @@ def registry_ready(settings: Settings) -> bool:
     except httpx.HTTPError:
         return False
     return response.status_code == 200
+
+
+def ensure_event_schemas(settings: Settings) -> dict[str, int]:
+    """Register every event topic's Avro schema (BACKWARD compatibility)."""
+    from ingestion.producer import EventProducer
+
+    producer = EventProducer(settings)
+    try:
+        return producer.register_schemas()
+    finally:
+        producer.close()

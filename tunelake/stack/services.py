@@ -396,6 +396,11 @@ class RegistryService(Service):
 
         return registry_ready(self.settings)
 
+    def bootstrap(self) -> None:
+        from tunelake.stack.probes import ensure_event_schemas
+
+        ensure_event_schemas(self.settings)
+
 
 SERVICE_TYPES: tuple[type[Service], ...] = (
     PostgresService,

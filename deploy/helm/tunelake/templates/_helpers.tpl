@@ -51,8 +51,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-The settings every tunelake container gets, as `env` items: the secret ones from the
-existing Secrets named in .Values.secrets (the rest come from the settings ConfigMap,
+The settings every tunelake container gets, as `env` items: the secret ones (the
+credentials and every SecretStr setting) from the existing Secrets named in .Values.secrets (the rest come from the settings ConfigMap,
 loaded with `envFrom`).
 */}}
 {{- define "tunelake.secretEnv" -}}
@@ -76,6 +76,11 @@ loaded with `envFrom`).
     secretKeyRef:
       name: {{ .Values.secrets.postgres.existingSecret }}
       key: {{ .Values.secrets.postgres.passwordKey }}
+- name: TUNELAKE_API_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "secrets.service.existingSecret is required" .Values.secrets.service.existingSecret }}
+      key: {{ .Values.secrets.service.apiKeysKey }}
 {{- end }}
 
 {{- define "tunelake.settingsEnvFrom" -}}

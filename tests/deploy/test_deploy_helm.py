@@ -1,0 +1,361 @@
+"""The tunelake Helm chart: `helm lint` (with values.schema.json), `helm template` for each
+environment, Kubernetes schema validation of what it renders, and the settings contract.
+
+Schema-checked offline (kubernetes-validate's bundled OpenAPI schemas, strict: unknown
+fields fail), for the oldest Kubernetes the chart supports and a current one: every
+built-in kind the chart renders (BUILTIN_KINDS below).
+Only structurally checked (apiVersion/kind/metadata.name, plus the field-level checks in
+test_spark_applications_*): the Spark Operator CRDs SparkApplication and
+ScheduledSparkApplication, whose schemas are not available offline here (the operator's
+Go module is not served by the module proxy, and no PyPI package ships its CRDs).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from deploy_support import (
+    CHART,
+    ENVIRONMENTS,
+    KUBE_VERSIONS,
+    helm_template,
+    pod_specs,
+    run_tool,
+    secret_settings,
+    spark_app_specs,
+    walk_env,
+)
+
+pytestmark = pytest.mark.unit
+
+BUILTIN_KINDS = {
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PersistentVolumeClaim",
+    "PodDisruptionBudget",
+    "Pod",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "ServiceAccount",
+}
+CRD_KINDS = {
+    ("sparkoperator.k8s.io/v1beta2", "SparkApplication"),
+    ("sparkoperator.k8s.io/v1beta2", "ScheduledSparkApplication"),
+}
+SECRET_FIELDS = secret_settings()
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def test_chart_declares_the_oldest_kubernetes_tested() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == f">={KUBE_VERSIONS[0]}-0"
+    assert chart["apiVersion"] == "v2"
+
+
+def values_files() -> list[Path | None]:
+    return [None, *ENVIRONMENTS.values()]
+
+
+@pytest.mark.parametrize("values", values_files(), ids=lambda v: v.name if v else "defaults")
+def test_helm_lint_strict(tool: Callable[[str], Path], values: Path | None) -> None:
+    command: list[str | Path] = [
+        tool("helm"),
+        "lint",
+        CHART,
+        "--strict",
+        "--kube-version",
+        KUBE_VERSIONS[-1],
+    ]
+    if values is not None:
+        command += ["--values", values]
+    run_tool(command)
+
+
+def test_values_schema_rejects_bad_values(tool: Callable[[str], Path]) -> None:
+    helm = tool("helm")
+    bad_settings = [
+        ["--set", "environment=local"],  # local defaults are for laptops
+        ["--set", "settings.s3_secret_key=hunter22"],  # secrets never go in values
+        ["--set", "secrets.postgres.existingSecret="],  # every secret is referenced
+        ["--set", "registry.image.tag=latest"],
+        ["--set", "spark.jobs.bronze-streaming.module=not a module"],
+    ]
+    for extra in bad_settings:
+        result = run_tool([helm, "lint", CHART, *extra], check=False)
+        assert result.returncode != 0, f"helm lint accepted {extra}"
+        result = run_tool([helm, "template", "t", CHART, *extra], check=False)
+        assert result.returncode != 0, f"helm template accepted {extra}"
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_rendered_manifests_validate_against_kubernetes_schemas(
+    tool: Callable[[str], Path], env: str, kube_version: str
+) -> None:
+    manifests = helm_template(tool("helm"), ENVIRONMENTS[env], kube_version=kube_version)
+    schema_checked, structural = [], []
+    for manifest in manifests:
+        assert manifest.get("apiVersion") and manifest.get("kind"), manifest
+        name = manifest.get("metadata", {}).get("name")
+        assert name, f"{manifest['kind']} without metadata.name"
+        key = (manifest["apiVersion"], manifest["kind"])
+        if key in CRD_KINDS:
+            structural.append(manifest["kind"])
+            continue
+        assert manifest["kind"] in BUILTIN_KINDS, f"no validation planned for {key}"
+        try:
+            kubernetes_validate.validate(manifest, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(
+                f"{env} {manifest['kind']}/{name} (k8s {kube_version}): {path}: {exc.message}",
+                pytrace=False,
+            )
+        schema_checked.append(manifest["kind"])
+    assert {"Deployment", "Service", "ConfigMap"} <= set(schema_checked)
+    assert set(structural) == {kind for _, kind in CRD_KINDS}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_no_secret_values_in_rendered_manifests(rendered: dict[str, list[dict]], env: str) -> None:
+    manifests = rendered[env]
+    assert not [m for m in manifests if m["kind"] == "Secret"], "the chart must not own Secrets"
+    sensitive = re.compile(r"(PASSWORD|SECRET|TOKEN|ACCESS_KEY|USERNAME)")
+    containers = [c for m in manifests for spec in pod_specs(m) for c in spec["containers"]]
+    spark_pods = [
+        pod
+        for m in manifests
+        for spec in spark_app_specs(m)
+        for pod in (spec["driver"], spec["executor"])
+    ]
+    env_items = walk_env(containers) + walk_env(spark_pods)
+    assert env_items
+    for item in env_items:
+        if sensitive.search(item["name"]):
+            assert "value" not in item, f"{item['name']} is a literal value"
+            assert "secretKeyRef" in item.get("valueFrom", {}), f"{item['name']} not from a Secret"
+    config_maps = [m for m in manifests if m["kind"] == "ConfigMap"]
+    for config_map in config_maps:
+        for key in config_map["data"]:
+            assert not sensitive.search(key), f"{key} in ConfigMap {config_map['metadata']['name']}"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_settings_configmap_is_valid_tunelake_settings(
+    rendered: dict[str, list[dict]],
+    env: str,
+    settings_env_names: dict[str, str],
+    settings_from_env: Callable[[dict[str, str]], object],
+) -> None:
+    (config_map,) = [m for m in rendered[env] if m["kind"] == "ConfigMap"]
+    data = config_map["data"]
+    unknown = set(data) - set(settings_env_names)
+    assert not unknown, f"ConfigMap keys tunelake.settings does not read: {unknown}"
+    assert not {settings_env_names[k] for k in data} & SECRET_FIELDS
+    # What a pod sees: the ConfigMap plus the secret variables (stand-in values here).
+    pod_env = {**data, **{f"TUNELAKE_{f.upper()}": f"{f}-from-secret" for f in SECRET_FIELDS}}
+    settings = settings_from_env(pod_env)
+    assert settings.environment.value == env
+    assert settings.registry_db == "registry"
+    assert settings.schema_registry_url == "http://tunelake-registry:8080/apis/ccompat/v7"
+    assert not settings.is_local_spark
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_tunelake_pod_loads_settings_and_secrets(
+    rendered: dict[str, list[dict]], env: str, settings_env_names: dict[str, str]
+) -> None:
+    manifests = rendered[env]
+    (config_map,) = [m for m in manifests if m["kind"] == "ConfigMap"]
+    expected_secret_vars = {f"TUNELAKE_{f.upper()}" for f in SECRET_FIELDS}
+    pods = [
+        (m["metadata"]["name"], c)
+        for m in manifests
+        for spec in pod_specs(m)
+        for c in spec["containers"]
+        if "tunelake-" in c["image"]
+    ]
+    pods += [
+        (f"{m['metadata']['name']}/{role}", spec[role])
+        for m in manifests
+        for spec in spark_app_specs(m)
+        for role in ("driver", "executor")
+    ]
+    assert pods
+    for name, pod in pods:
+        if pod.get("command", [None])[0] == "python":  # the helm test pod needs no settings
+            continue
+        refs = [e["configMapRef"]["name"] for e in pod.get("envFrom", []) if "configMapRef" in e]
+        assert refs == [config_map["metadata"]["name"]], name
+        names = {item["name"] for item in pod.get("env", [])}
+        assert expected_secret_vars <= names, f"{name} misses {expected_secret_vars - names}"
+        assert {n for n in names if n.startswith("TUNELAKE_")} <= set(settings_env_names), name
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_service_probes_and_port(rendered: dict[str, list[dict]], env: str) -> None:
+    (deployment,) = [
+        m
+        for m in rendered[env]
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == "tunelake-service"
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/tunelake/tunelake-service:0123abc"
+    assert container["command"] == ["tunelake", "serve"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    # `tunelake serve` listens where the settings say.
+    (config_map,) = [m for m in rendered[env] if m["kind"] == "ConfigMap"]
+    assert config_map["data"]["TUNELAKE_SERVICE_HOST"] == "0.0.0.0"
+    assert config_map["data"]["TUNELAKE_SERVICE_PORT"] == "8000"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+    (service,) = [
+        m
+        for m in rendered[env]
+        if m["kind"] == "Service" and m["metadata"]["name"] == "tunelake-service"
+    ]
+    assert service["spec"]["ports"][0]["port"] == 8000
+
+
+def test_production_autoscales_and_staging_does_not(rendered: dict[str, list[dict]]) -> None:
+    kinds = {env: {m["kind"] for m in manifests} for env, manifests in rendered.items()}
+    assert "HorizontalPodAutoscaler" in kinds["production"]
+    assert "HorizontalPodAutoscaler" not in kinds["staging"]
+    (hpa,) = [m for m in rendered["production"] if m["kind"] == "HorizontalPodAutoscaler"]
+    (deployment,) = [
+        m
+        for m in rendered["production"]
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == "tunelake-service"
+    ]
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_registry_uses_postgres_storage_from_secrets(
+    rendered: dict[str, list[dict]], env: str
+) -> None:
+    (deployment,) = [
+        m
+        for m in rendered[env]
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == "tunelake-registry"
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env_items = {item["name"]: item for item in container["env"]}
+    assert env_items["APICURIO_STORAGE_KIND"]["value"] == "sql"
+    assert env_items["APICURIO_STORAGE_SQL_KIND"]["value"] == "postgresql"
+    assert env_items["APICURIO_DATASOURCE_URL"]["value"] == (
+        "jdbc:postgresql://tunelake-postgres.tunelake.svc:5432/registry"
+    )
+    for name in ("APICURIO_DATASOURCE_USERNAME", "APICURIO_DATASOURCE_PASSWORD"):
+        assert env_items[name]["valueFrom"]["secretKeyRef"]["name"] == "tunelake-postgres"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_spark_applications_run_tunelake_modules_on_the_spark_image(
+    rendered: dict[str, list[dict]], env: str
+) -> None:
+    apps = {
+        m["metadata"]["name"]: m for m in rendered[env] if (m["apiVersion"], m["kind"]) in CRD_KINDS
+    }
+    assert set(apps) == {"tunelake-bronze-streaming", "tunelake-silver-daily"}
+    assert apps["tunelake-bronze-streaming"]["kind"] == "SparkApplication"
+    silver = apps["tunelake-silver-daily"]
+    assert silver["kind"] == "ScheduledSparkApplication"
+    assert silver["spec"]["concurrencyPolicy"] == "Forbid"
+    assert len(silver["spec"]["schedule"].split()) == 5
+    service_accounts = {
+        m["metadata"]["name"] for m in rendered[env] if m["kind"] == "ServiceAccount"
+    }
+    for name, app in apps.items():
+        assert DNS_1123_LABEL.match(name) and len(name) <= 63, name
+        (spec,) = spark_app_specs(app)
+        assert spec["type"] == "Python" and spec["mode"] == "cluster"
+        assert spec["image"] == "ghcr.io/tunelake/tunelake-spark:0123abc"
+        assert spec["mainApplicationFile"] == "local:///opt/tunelake/run_module.py"
+        module = spec["arguments"][0]
+        assert re.fullmatch(r"spark_jobs(\.[a-z_][a-z0-9_]*)+", module), module
+        assert spec["sparkVersion"] == _pyspark_version()
+        assert spec["restartPolicy"]["type"] in {"Always", "OnFailure", "Never"}
+        assert spec["driver"]["serviceAccount"] in service_accounts
+        for role in ("driver", "executor"):
+            pod = spec[role]
+            assert isinstance(pod["cores"], int) and re.fullmatch(r"\d+[kmgt]", pod["memory"])
+            assert pod["podSecurityContext"]["runAsNonRoot"]
+    assert apps["tunelake-bronze-streaming"]["spec"]["restartPolicy"]["type"] == "Always"
+
+
+def _pyspark_version() -> str:
+    from importlib.metadata import version
+
+    return version("pyspark")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_spark_driver_rbac_is_namespaced(rendered: dict[str, list[dict]], env: str) -> None:
+    manifests = rendered[env]
+    kinds = {m["kind"] for m in manifests}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+    (binding,) = [m for m in manifests if m["kind"] == "RoleBinding"]
+    (role,) = [m for m in manifests if m["kind"] == "Role"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "tunelake-spark", "namespace": "tunelake"}
+    ]
+    (rule,) = role["rules"]
+    assert "pods" in rule["resources"] and "create" in rule["verbs"]
+
+
+def test_jupyter_renders_when_enabled_with_its_token_from_a_secret(
+    tool: Callable[[str], Path],
+) -> None:
+    manifests = helm_template(
+        tool("helm"), ENVIRONMENTS["production"], "--set", "jupyter.enabled=true"
+    )
+    (deployment,) = [
+        m
+        for m in manifests
+        if m["kind"] == "Deployment" and m["metadata"]["name"] == "tunelake-jupyter"
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/tunelake/tunelake-jupyter:0123abc"
+    env_items = {item["name"]: item for item in container["env"]}
+    assert env_items["JUPYTER_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "tunelake-jupyter"
+    assert env_items["TUNELAKE_SPARK_MASTER"]["value"] == "local[2]"
+    for manifest in manifests:
+        if manifest["kind"] in {"PersistentVolumeClaim", "Deployment", "Service"}:
+            kubernetes_validate.validate(manifest, KUBE_VERSIONS[-1], strict=True)
+
+
+def test_environment_values_files_only_override_known_keys() -> None:
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def unknown_keys(override: dict, base: dict, path: str = "") -> list[str]:
+        found = []
+        for key, value in override.items():
+            where = f"{path}.{key}" if path else key
+            if key not in base:
+                # Maps the chart iterates over (or passes through) may gain keys.
+                if path.split(".")[0] not in {"settings", "service"}:
+                    found.append(where)
+            elif isinstance(value, dict) and isinstance(base[key], dict) and base[key]:
+                found += unknown_keys(value, base[key], where)
+        return found
+
+    for env, values in ENVIRONMENTS.items():
+        override = yaml.safe_load(values.read_text())
+        assert override["environment"] == env
+        assert not unknown_keys(override, defaults), (
+            f"{values.name}: {unknown_keys(override, defaults)}"
+        )
