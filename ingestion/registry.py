@@ -91,5 +91,19 @@ class SchemaRegistry:
         """The schema registered under ``schema_id`` (ids are immutable, so cached)."""
         return self._schemas_by_id(schema_id)
 
+    def versions(self, subject: str) -> dict[int, dict]:
+        """Every schema registered under ``subject``, by global id (empty if none)."""
+        try:
+            numbers = self._request("GET", f"/subjects/{subject}/versions")
+        except RegistryError as exc:
+            if exc.status_code == 404:
+                return {}
+            raise
+        found = {}
+        for number in numbers:
+            version = self._request("GET", f"/subjects/{subject}/versions/{number}")
+            found[int(version["id"])] = json.loads(version["schema"])
+        return found
+
     def subjects(self) -> list[str]:
         return list(self._request("GET", "/subjects"))

@@ -128,6 +128,24 @@ def env(
 
 
 @app.command()
+def bronze(
+    once: Annotated[bool, typer.Option("--once", help="Catch up, then stop.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", help="Run until stopped.")] = False,
+    streams: Annotated[list[str] | None, typer.Option("--stream", help="Repeatable.")] = None,
+) -> None:
+    """Land Kafka topics in Bronze Delta tables, exactly once."""
+    from ingestion.streams import Stream
+    from spark_jobs.bronze.ingest import run
+    from spark_jobs.common.session import build_spark
+
+    if once == follow:
+        raise _fail(ValueError("give exactly one of --once and --follow"))
+    settings = get_settings()
+    chosen = [Stream(s) for s in streams] if streams else list(Stream)
+    run(build_spark(settings, "tunelake-bronze"), settings, chosen, once=once)
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: TUNELAKE_SERVICE_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="Default: TUNELAKE_SERVICE_PORT")] = None,

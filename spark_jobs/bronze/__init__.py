@@ -1,0 +1,1 @@
+"""Bronze: Kafka topics landed exactly once in append-only Delta tables."""

@@ -1,0 +1,266 @@
+"""Bronze ingestion: one Kafka topic -> one append-only Delta table, exactly once.
+
+Input: a topic of Confluent-framed Avro records (magic byte, 4-byte schema id, body).
+Output: ``s3a://<lakehouse>/bronze/<topic>``, one row per accepted record: the payload's
+fields (the repo's reader schema), ``schema_id`` and Kafka metadata (``topic``,
+``partition``, ``offset``, ``kafka_timestamp``, ``ingested_at``), partitioned by
+``ingest_date``. Records that fail framing, decoding or the rules in ``rules.py`` go to
+``bronze/_quarantine/<topic>`` with their raw bytes, the reason and their source offset.
+
+Exactly once: each micro-batch is written by ``foreachBatch`` as Delta idempotent writes
+keyed by (query, batch id); a batch replayed after a crash is skipped by Delta, and the
+checkpoint keeps offsets gap-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.avro.functions import from_avro
+from pyspark.sql.streaming import StreamingQuery
+
+from ingestion.registry import SchemaRegistry, subject_for
+from ingestion.schemas import load_schema
+from ingestion.streams import STREAMS, Stream
+from spark_jobs.bronze.rules import rules_for
+from spark_jobs.common.avro_schema import field_default, record_struct
+from tunelake.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEADER_BYTES = 5
+METADATA_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "ingested_at", "ingest_date"]
+QUARANTINE_COLUMNS = [
+    "topic",
+    "partition",
+    "offset",
+    "kafka_timestamp",
+    "key",
+    "value",
+    "schema_id",
+    "error",
+    "ingested_at",
+    "ingest_date",
+]
+
+
+def frame_errors(raw: DataFrame, known_ids: list[int]) -> DataFrame:
+    """Add ``schema_id``, ``body`` and ``_frame_error`` (why the framing is unusable)."""
+    magic = F.substring("value", 1, 1)
+    schema_id = F.conv(F.hex(F.substring("value", 2, 4)), 16, 10).cast("int")
+    error = (
+        F.when(
+            F.col("value").isNull() | (F.length("value") < HEADER_BYTES),
+            F.lit(f"shorter than the {HEADER_BYTES}-byte Confluent header"),
+        )
+        .when(
+            F.hex(magic) != "00",
+            F.concat(F.lit("magic byte 0x"), F.hex(magic), F.lit(" is not 0x00")),
+        )
+        .when(
+            ~schema_id.isin(known_ids) if known_ids else F.lit(True),
+            F.concat(F.lit("unknown schema id "), schema_id.cast("string")),
+        )
+    )
+    return (
+        raw.withColumn("schema_id", F.when(F.length("value") >= HEADER_BYTES, schema_id))
+        .withColumn("body", F.expr(f"substring(value, {HEADER_BYTES + 1}, length(value))"))
+        .withColumn("_frame_error", error)
+    )
+
+
+def _decode_failed(decoded: Column, writer: dict) -> Column:
+    """True when ``from_avro`` (PERMISSIVE) could not decode the body.
+
+    Spark then yields a struct of nulls rather than a null struct; a field that is not a
+    union with null can never be null after a successful decode, so one such null means
+    the body did not decode.
+    """
+    required = [
+        f["name"]
+        for f in writer["fields"]
+        if not (isinstance(f["type"], list) and "null" in f["type"])
+    ]
+    failed = decoded.isNull()
+    for name in required:
+        failed = failed | decoded[name].isNull()
+    return failed
+
+
+def _as_reader(decoded: Column, writer: dict, reader: dict) -> Column:
+    """Project a record decoded with ``writer`` onto ``reader``'s fields (defaults fill gaps)."""
+    writer_fields = {f["name"] for f in writer["fields"]}
+    fields = [
+        (decoded[f["name"]] if f["name"] in writer_fields else field_default(f)).alias(f["name"])
+        for f in reader["fields"]
+    ]
+    return F.when(_decode_failed(decoded, writer), F.lit(None)).otherwise(F.struct(*fields))
+
+
+def decode(raw: DataFrame, writers: dict[int, dict], reader: dict, stream: Stream) -> DataFrame:
+    """Kafka rows -> rows with ``payload`` (reader-shaped struct or null) and ``error``.
+
+    ``writers`` maps every schema id registered for the topic to its schema: records are
+    decoded with the schema they were written with, then resolved to the reader's.
+    """
+    framed = frame_errors(raw, sorted(writers))
+    reader_type = record_struct(reader)
+    payload = F.lit(None).cast(reader_type)
+    for schema_id, writer in writers.items():
+        decoded = from_avro(F.col("body"), json.dumps(writer), {"mode": "PERMISSIVE"})
+        payload = F.when(
+            F.col("schema_id") == schema_id, _as_reader(decoded, writer, reader)
+        ).otherwise(payload)
+    with_payload = framed.withColumn("payload", F.when(F.col("_frame_error").isNull(), payload))
+    rule_failures = F.concat_ws(
+        "; ",
+        *[
+            F.when(~F.coalesce(cond, F.lit(False)), F.lit(reason))
+            for reason, cond in rules_for(stream)
+        ],
+    )
+    checked = with_payload.select("*", "payload.*") if reader["fields"] else with_payload
+    error = (
+        F.when(F.col("_frame_error").isNotNull(), F.col("_frame_error"))
+        .when(
+            F.col("payload").isNull(),
+            F.concat(
+                F.lit("body does not decode with schema id "), F.col("schema_id").cast("string")
+            ),
+        )
+        .when(rule_failures != "", F.concat(F.lit("invalid: "), rule_failures))
+    )
+    return checked.withColumn("error", error)
+
+
+def split(decoded: DataFrame, reader: dict) -> tuple[DataFrame, DataFrame]:
+    """(accepted rows in Bronze's shape, quarantined rows in quarantine's shape)."""
+    payload_columns = [f["name"] for f in reader["fields"]]
+    accepted = decoded.where(F.col("error").isNull()).select(
+        *payload_columns, "schema_id", *METADATA_COLUMNS
+    )
+    quarantined = decoded.where(F.col("error").isNotNull()).select(*QUARANTINE_COLUMNS)
+    return accepted, quarantined
+
+
+def with_ingest_metadata(kafka_rows: DataFrame, ingested_at: datetime) -> DataFrame:
+    return kafka_rows.select(
+        "key",
+        "value",
+        "topic",
+        "partition",
+        "offset",
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.lit(ingested_at).cast("timestamp").alias("ingested_at"),
+        F.to_date(F.lit(ingested_at).cast("timestamp")).alias("ingest_date"),
+    )
+
+
+@dataclass(frozen=True)
+class BronzeTarget:
+    stream: Stream
+    topic: str
+    table_path: str
+    quarantine_path: str
+    checkpoint_path: str
+
+    @classmethod
+    def of(cls, settings: Settings, stream: Stream) -> BronzeTarget:
+        topic = STREAMS[stream].topic(settings)
+        return cls(
+            stream,
+            topic,
+            settings.bronze_path(topic),
+            settings.quarantine_path(topic),
+            settings.checkpoint_path(f"bronze/{topic}"),
+        )
+
+
+def _append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    (
+        df.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", batch_id)
+        .option("mergeSchema", "true")
+        .partitionBy("ingest_date")
+        .save(path)
+    )
+
+
+def write_batch(
+    settings: Settings, target: BronzeTarget, kafka_rows: DataFrame, batch_id: int
+) -> None:
+    """One micro-batch: decode, split, two idempotent Delta appends."""
+    reader = load_schema(STREAMS[target.stream].schema_name)
+    with SchemaRegistry(settings.schema_registry_url) as registry:
+        writers = registry.versions(subject_for(target.topic))
+    rows = with_ingest_metadata(kafka_rows, datetime.now(UTC)).persist()
+    try:
+        accepted, quarantined = split(decode(rows, writers, reader, target.stream), reader)
+        # The app id names the checkpoint: a replay of the same batch is a no-op in Delta.
+        _append(accepted, target.table_path, f"bronze:{target.checkpoint_path}", batch_id)
+        _append(
+            quarantined, target.quarantine_path, f"quarantine:{target.checkpoint_path}", batch_id
+        )
+    finally:
+        rows.unpersist()
+
+
+def start(
+    spark: SparkSession, settings: Settings, target: BronzeTarget, *, once: bool
+) -> StreamingQuery:
+    source = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("subscribe", target.topic)
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", settings.bronze_max_offsets_per_trigger)
+        .load()
+    )
+    writer = (
+        source.writeStream.queryName(f"bronze_{target.topic}")
+        .option("checkpointLocation", target.checkpoint_path)
+        .foreachBatch(lambda df, batch_id: write_batch(settings, target, df, batch_id))
+    )
+    if once:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{settings.bronze_trigger_seconds} seconds")
+    return writer.start()
+
+
+def run(spark: SparkSession, settings: Settings, streams: list[Stream], *, once: bool) -> None:
+    """Ingest ``streams``: until caught up (``once``) or until stopped (follow)."""
+    queries = [start(spark, settings, BronzeTarget.of(settings, s), once=once) for s in streams]
+    try:
+        if once:
+            for query in queries:
+                query.awaitTermination()
+        else:
+            spark.streams.awaitAnyTermination()
+    finally:
+        for query in queries:
+            if query.isActive:
+                query.stop()
+    failed = [q.name for q in queries if q.exception() is not None]
+    if failed:
+        raise RuntimeError(f"bronze queries failed: {failed}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m spark_jobs.bronze.ingest --once|--follow`` is ``tunelake bronze``."""
+    import sys
+
+    from tunelake.cli import app
+
+    app(["bronze", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()

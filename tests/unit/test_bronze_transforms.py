@@ -1,0 +1,116 @@
+"""Bronze decode/split on tiny DataFrames of Kafka-shaped rows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import fastavro
+import pytest
+
+from ingestion import avro_codec
+from ingestion.schemas import load_schema
+from ingestion.streams import Stream
+from spark_jobs.bronze.ingest import decode, split, with_ingest_metadata
+
+LISTEN = load_schema("listen")
+PARSED = fastavro.parse_schema(LISTEN)
+INGESTED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+KAFKA_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+)
+
+
+def make_listen(**overrides) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_time": datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+        "schema_version": 1,
+        "user_id": "u-1",
+        "track_id": "t-1",
+        "played_at": datetime(2026, 11, 25, 9, 59, 1, 250000, tzinfo=UTC),
+        "ms_played": 180_000,
+        "context": None,
+        "request_id": "req-1",
+    } | overrides
+
+
+def kafka_rows(spark, values: list[bytes]):
+    rows = [(b"u-1", v, "user_listening_history", 0, i, INGESTED_AT) for i, v in enumerate(values)]
+    return with_ingest_metadata(spark.createDataFrame(rows, KAFKA_SCHEMA), INGESTED_AT)
+
+
+def run_split(spark, values, writers=None):
+    decoded = decode(kafka_rows(spark, values), writers or {7: LISTEN}, LISTEN, Stream.LISTENS)
+    accepted, quarantined = split(decoded, LISTEN)
+    return accepted.collect(), {r.offset: r for r in quarantined.collect()}
+
+
+def test_good_records_keep_every_field_and_kafka_metadata(spark):
+    listen = make_listen(context="playlist")
+    [row], quarantined = run_split(spark, [avro_codec.encode(7, PARSED, listen)])
+    assert quarantined == {}
+    assert row.event_id == listen["event_id"]
+    assert (row.user_id, row.track_id, row.ms_played, row.context, row.request_id) == (
+        "u-1",
+        "t-1",
+        180_000,
+        "playlist",
+        "req-1",
+    )
+    # collect() hands timestamps back as naive local times.
+    assert row.played_at.astimezone(UTC) == listen["played_at"]
+    assert (row.schema_id, row.topic, row.partition, row.offset) == (
+        7,
+        "user_listening_history",
+        0,
+        0,
+    )
+    assert str(row.ingest_date) == "2026-11-26"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"", "shorter than the 5-byte Confluent header"),
+        (b"\x00\x00\x00", "shorter than the 5-byte Confluent header"),
+        (b"\x01\x00\x00\x00\x07abc", "magic byte 0x01 is not 0x00"),
+        (b"\x00\x00\x00\x00\x63abc", "unknown schema id 99"),
+        (b"\x00\x00\x00\x00\x07\xff\xff", "body does not decode with schema id 7"),
+    ],
+)
+def test_malformed_bytes_are_quarantined_with_the_reason(spark, value, reason):
+    good = avro_codec.encode(7, PARSED, make_listen())
+    accepted, quarantined = run_split(spark, [good, value])
+    assert len(accepted) == 1  # the good record keeps flowing
+    bad = quarantined[1]
+    assert bad.error == reason
+    assert bytes(bad.value) == value
+    assert (bad.topic, bad.partition, bad.offset) == ("user_listening_history", 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"ms_played": -5}, "invalid: ms_played is negative"),
+        ({"track_id": ""}, "invalid: track_id is empty"),
+        ({"event_id": "not-a-uuid"}, "invalid: event_id is not a UUID"),
+        ({"user_id": "", "ms_played": -1}, "invalid: user_id is empty; ms_played is negative"),
+    ],
+)
+def test_schema_valid_but_rule_breaking_records_are_quarantined(spark, overrides, reason):
+    value = avro_codec.encode(7, PARSED, make_listen(**overrides))
+    accepted, quarantined = run_split(spark, [value])
+    assert accepted == []
+    assert quarantined[0].error == reason
+    assert quarantined[0].schema_id == 7
+
+
+def test_records_of_an_older_schema_get_the_new_fields_defaults(spark):
+    old = {**LISTEN, "fields": [f for f in LISTEN["fields"] if f["name"] != "context"]}
+    record = {k: v for k, v in make_listen().items() if k != "context"}
+    value = avro_codec.encode(3, fastavro.parse_schema(old), record)
+    new_value = avro_codec.encode(7, PARSED, make_listen(context="radio"))
+    accepted, quarantined = run_split(spark, [value, new_value], writers={3: old, 7: LISTEN})
+    assert quarantined == {}
+    assert sorted((r.schema_id, r.context) for r in accepted) == [(3, None), (7, "radio")]
