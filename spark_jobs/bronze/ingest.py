@@ -202,12 +202,18 @@ def write_batch(
         writers = registry.versions(subject_for(target.topic))
     rows = with_ingest_metadata(kafka_rows, datetime.now(UTC)).persist()
     try:
-        accepted, quarantined = split(decode(rows, writers, reader, target.stream), reader)
+        # Also the action that fills the cache both writes read from. A replayed batch,
+        # whose Delta writes are skipped, still runs it: Spark 4.1's progress reporter fails
+        # on a foreachBatch that executed no job at all.
+        total = rows.count()
+        decoded = decode(rows, writers, reader, target.stream)
+        accepted, quarantined = split(decoded, reader)
         # The app id names the checkpoint: a replay of the same batch is a no-op in Delta.
         _append(accepted, target.table_path, f"bronze:{target.checkpoint_path}", batch_id)
         _append(
             quarantined, target.quarantine_path, f"quarantine:{target.checkpoint_path}", batch_id
         )
+        log.info("bronze %s batch %d: %d records", target.topic, batch_id, total)
     finally:
         rows.unpersist()
 
