@@ -165,6 +165,29 @@ def serve(
 
 
 @app.command()
+def generate(
+    users: Annotated[int, typer.Option(min=1)] = 200,
+    tracks: Annotated[int, typer.Option(min=1)] = 2000,
+    days: Annotated[int, typer.Option(min=0)] = 7,
+    seed: int = 7,
+    url: Annotated[str | None, typer.Option(help="Default: TUNELAKE_SERVICE_* ")] = None,
+) -> None:
+    """Seed the track catalog and post realistic traffic through the HTTP API."""
+    from ingestion.catalog import write_catalog
+    from ingestion.generator import build_world, generate_traffic
+
+    settings = get_settings()
+    world = build_world(users, tracks, seed=seed)
+    write_catalog(settings, world.catalog())
+    api_key = sorted(settings.api_key_set())[0]
+    report = generate_traffic(url or settings.service_url, api_key, world, days)
+    console.print(
+        f"posted {report.listens:,} listens, {report.feedback:,} feedback events, "
+        f"{report.recommendations:,} recommendation requests"
+    )
+
+
+@app.command()
 def demo() -> None:
     """Run the main job end to end on the local stack and print a summary."""
     from tunelake.demo import run_demo

@@ -1,19 +1,28 @@
-"""The main job on local defaults: prove the lakehouse's moving parts work together.
+"""The main job on local defaults: the pipeline end to end on the local stack.
 
-Today it (1) writes a partitioned Delta table to ``s3a://lakehouse/_demo/stack_check``
-with Spark and reads it back, and (2) produces Avro records through the schema registry to
-Kafka and consumes them back. Later stages (events, Bronze, Silver, checks, training,
-serving) join this chain as they are built.
+1. Delta on S3: write a partitioned table to ``s3a://lakehouse/_demo/stack_check`` with
+   Spark and read it back.
+2. Avro through the registry: produce records to Kafka and consume them back.
+3. Traffic: start the recommendation service, seed the track catalog and post a few
+   thousand listens, recommendation requests and feedback events through its HTTP API.
+4. Bronze: catch every topic up into its Bronze Delta table (and quarantine).
+Later stages (Silver, checks, training, serving a model) join this chain as they are built.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import httpx
+from rich.console import Group
+from rich.syntax import Syntax
 from rich.table import Table
 
 from tunelake.settings import Settings
@@ -23,6 +32,7 @@ Progress = Callable[[str, str], None]
 DEMO_TOPIC = "tunelake_stack_check"
 DEMO_ROWS = 10_000
 DEMO_RECORDS = 1_000
+DEMO_USERS, DEMO_TRACKS, DEMO_DAYS = 100, 500, 3
 
 
 class DemoCheckError(RuntimeError):
@@ -39,12 +49,30 @@ class StepResult:
 @dataclass
 class DemoSummary:
     steps: list[StepResult] = field(default_factory=list)
+    bronze_rows: dict[str, tuple[int, int]] = field(default_factory=dict)
+    sample_recommendation: dict = field(default_factory=dict)
 
-    def render(self) -> Table:
-        table = Table("step", "result", "seconds", title="tunelake demo summary")
+    def render(self) -> Group:
+        steps = Table("step", "result", "seconds", title="tunelake demo summary")
         for step in self.steps:
-            table.add_row(step.step, step.detail, f"{step.seconds:.1f}")
-        return table
+            steps.add_row(step.step, step.detail, f"{step.seconds:.1f}")
+        bronze = Table("topic", "bronze rows", "quarantined", title="Bronze tables")
+        for topic, (rows, quarantined) in self.bronze_rows.items():
+            bronze.add_row(topic, f"{rows:,}", f"{quarantined:,}")
+        head = {k: v for k, v in self.sample_recommendation.items() if k != "items"}
+        items = self.sample_recommendation.get("items", [])
+        sample = Syntax(
+            "{"
+            + json.dumps(head)[1:-1]
+            + ', "items": [\n'
+            + ",\n".join(f"  {json.dumps(item)}" for item in items)
+            + "\n]}",
+            "json",
+            word_wrap=True,
+        )
+        return Group(
+            steps, bronze, "one recommendation response (GET /users/{id}/recommendations):", sample
+        )
 
 
 def delta_round_trip(settings: Settings, rows: int = DEMO_ROWS) -> str:
@@ -144,16 +172,83 @@ def read_back(settings: Settings, codec, acknowledged: list) -> dict[str, dict]:
     return received
 
 
+@contextmanager
+def running_service(settings: Settings) -> Iterator[str]:
+    """The recommendation service at ``settings.service_url``: reused, or started for now."""
+    from tunelake.stack import process
+
+    url = settings.service_url
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    if ready():
+        yield url
+        return
+    pid_file = settings.state_dir / "run" / "service.pid"
+    log_file = settings.state_dir / "logs" / "service.log"
+    proc = process.spawn(
+        [sys.executable, "-m", "tunelake", "serve"], pid_file=pid_file, log_file=log_file
+    )
+    try:
+        if (
+            not process.wait_until(lambda: ready() or not process.is_alive(proc), timeout_s=60)
+            or not ready()
+        ):
+            raise DemoCheckError(f"the service did not get ready:\n{process.tail(log_file)}")
+        yield url
+    finally:
+        process.stop(pid_file, timeout_s=10)
+
+
+def post_traffic(settings: Settings, url: str, summary: DemoSummary) -> str:
+    from ingestion.catalog import write_catalog
+    from ingestion.generator import build_world, generate_traffic
+
+    world = build_world(DEMO_USERS, DEMO_TRACKS)
+    write_catalog(settings, world.catalog())
+    api_key = sorted(settings.api_key_set())[0]
+    report = generate_traffic(url, api_key, world, DEMO_DAYS)
+    summary.sample_recommendation = report.sample_response
+    return (
+        f"{report.listens:,} listens, {report.feedback:,} feedback, "
+        f"{report.recommendations:,} recommendation requests over HTTP"
+    )
+
+
+def bronze_catch_up(settings: Settings, summary: DemoSummary) -> str:
+    from ingestion.streams import STREAMS, Stream
+    from spark_jobs.bronze.ingest import run
+    from spark_jobs.common.session import build_spark
+
+    spark = build_spark(settings, "tunelake-demo")
+    run(spark, settings, list(Stream), once=True)
+    for spec in STREAMS.values():
+        topic = spec.topic(settings)
+        rows = spark.read.format("delta").load(settings.bronze_path(topic)).count()
+        quarantine = settings.quarantine_path(topic)
+        bad = spark.read.format("delta").load(quarantine).count()
+        summary.bronze_rows[topic] = (rows, bad)
+    total = sum(rows for rows, _ in summary.bronze_rows.values())
+    return f"{total:,} rows in {len(summary.bronze_rows)} Bronze tables"
+
+
 def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> DemoSummary:
     summary = DemoSummary()
-    steps: list[tuple[str, Callable[[Settings], str]]] = [
-        ("delta on s3a", delta_round_trip),
-        ("avro via registry", avro_round_trip),
-    ]
-    for name, step in steps:
+
+    def step(name: str, action: Callable[[], str]) -> None:
         progress("demo", f"{name} ...")
         began = time.monotonic()
-        detail = step(settings)
+        detail = action()
         summary.steps.append(StepResult(name, detail, time.monotonic() - began))
         progress("demo", f"{name}: {detail}")
+
+    step("delta on s3a", lambda: delta_round_trip(settings))
+    step("avro via registry", lambda: avro_round_trip(settings))
+    with running_service(settings) as url:
+        step("traffic via the API", lambda: post_traffic(settings, url, summary))
+    step("bronze catch-up", lambda: bronze_catch_up(settings, summary))
     return summary
