@@ -12,7 +12,7 @@ TUNELAKE   := $(VENV)/bin/tunelake
 PYTEST     := $(VENV)/bin/pytest
 RUFF       := $(VENV)/bin/ruff
 
-.PHONY: help install up down status demo test test-unit test-integration lint format
+.PHONY: help install up down status demo test test-unit test-integration lint format bench-ingest
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -53,3 +53,6 @@ test-integration: up  ## integration tests against the live stack
 format: install  ## apply ruff's fixes and formatting
 	$(RUFF) check --fix .
 	$(RUFF) format .
+
+bench-ingest: up  ## Kafka->Bronze events/s vs the raw consumer (1M events); API->Bronze freshness
+	$(VENV)/bin/python -m benchmarks.bench_ingest

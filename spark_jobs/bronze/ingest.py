@@ -196,31 +196,65 @@ def _append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
 def write_batch(
     settings: Settings, target: BronzeTarget, kafka_rows: DataFrame, batch_id: int
 ) -> None:
-    """One micro-batch: decode, split, two idempotent Delta appends."""
+    """One micro-batch: decode once, count, then idempotent Delta appends of each side."""
     reader = load_schema(STREAMS[target.stream].schema_name)
     with SchemaRegistry(settings.schema_registry_url) as registry:
         writers = registry.versions(subject_for(target.topic))
-    rows = with_ingest_metadata(kafka_rows, datetime.now(UTC)).persist()
+    rows = with_ingest_metadata(kafka_rows, datetime.now(UTC))
+    decoded = decode(rows, writers, reader, target.stream).persist()
     try:
-        # Also the action that fills the cache both writes read from. A replayed batch,
-        # whose Delta writes are skipped, still runs it: Spark 4.1's progress reporter fails
-        # on a foreachBatch that executed no job at all.
-        total = rows.count()
-        decoded = decode(rows, writers, reader, target.stream)
+        counts = decoded.agg(
+            F.count_if(F.col("error").isNull()).alias("accepted"),
+            F.count_if(F.col("error").isNotNull()).alias("quarantined"),
+        ).first()
         accepted, quarantined = split(decoded, reader)
         # The app id names the checkpoint: a replay of the same batch is a no-op in Delta.
-        _append(accepted, target.table_path, f"bronze:{target.checkpoint_path}", batch_id)
-        _append(
-            quarantined, target.quarantine_path, f"quarantine:{target.checkpoint_path}", batch_id
+        # An empty side is not written at all (a replay reads the same offsets, so it skips
+        # the same side).
+        if counts.accepted:
+            _append(accepted, target.table_path, f"bronze:{target.checkpoint_path}", batch_id)
+        if counts.quarantined:
+            _append(
+                quarantined,
+                target.quarantine_path,
+                f"quarantine:{target.checkpoint_path}",
+                batch_id,
+            )
+        log.info(
+            "bronze %s batch %d: %d accepted, %d quarantined",
+            target.topic,
+            batch_id,
+            counts.accepted,
+            counts.quarantined,
         )
-        log.info("bronze %s batch %d: %d records", target.topic, batch_id, total)
     finally:
-        rows.unpersist()
+        decoded.unpersist()
+
+
+KAFKA_ROW_SCHEMA = (
+    "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
+)
+
+
+def ensure_tables(spark: SparkSession, target: BronzeTarget) -> None:
+    """Create the Bronze and quarantine tables empty, so readers find both from the start.
+
+    Their schemas come from running the batch transforms on zero rows.
+    """
+    from delta.tables import DeltaTable
+
+    reader = load_schema(STREAMS[target.stream].schema_name)
+    empty = with_ingest_metadata(spark.createDataFrame([], KAFKA_ROW_SCHEMA), datetime.now(UTC))
+    accepted, quarantined = split(decode(empty, {}, reader, target.stream), reader)
+    for df, path in ((accepted, target.table_path), (quarantined, target.quarantine_path)):
+        if not DeltaTable.isDeltaTable(spark, path):
+            df.write.format("delta").mode("append").partitionBy("ingest_date").save(path)
 
 
 def start(
     spark: SparkSession, settings: Settings, target: BronzeTarget, *, once: bool
 ) -> StreamingQuery:
+    ensure_tables(spark, target)
     source = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)

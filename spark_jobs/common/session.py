@@ -46,6 +46,9 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         # Delta's default S3 log store assumes one writer per table at a time: true for
         # tunelake, where each table has a single owning job.
         "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
+        # Rebuilding a table's state from its log is a Spark job with 50 tasks by default:
+        # far more than small local tables need, and paid on every micro-batch commit.
+        "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
     }
     jars = spark_jars(settings)
     if jars:
