@@ -186,12 +186,19 @@ def freshness(base: Settings, seconds: float, rate_per_s: float) -> list[float]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    since = datetime.now(UTC)
     server, url = serve_in_thread(build_app(settings))
     try:
         client = httpx.Client(
             base_url=url, headers={"X-API-Key": sorted(settings.api_key_set())[0]}
         )
+        # Measure a running stream, not its start-up: one event must land first.
+        played = datetime.now(UTC).isoformat(timespec="milliseconds")
+        client.post(
+            "/users/warmup/listens",
+            json={"listens": [{"track_id": "warmup", "played_at": played, "ms_played": 1}]},
+        ).raise_for_status()
+        wait_for_rows(settings, 1, timeout_s=180)
+        since = datetime.now(UTC)
         deadline = time.monotonic() + seconds
         i = 0
         while time.monotonic() < deadline:
@@ -206,7 +213,7 @@ def freshness(base: Settings, seconds: float, rate_per_s: float) -> list[float]:
             response.raise_for_status()
             i += 1
             time.sleep(max(0.0, 1 / rate_per_s - (time.monotonic() - tick)))
-        wait_for_rows(settings, i, timeout_s=60)
+        wait_for_rows(settings, i + 1, timeout_s=60)
     finally:
         server.should_exit = True
         os.killpg(follower.pid, signal.SIGTERM)

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = 4
     # Bronze streaming: records per micro-batch and topic, and the follow-mode trigger.
-    bronze_max_offsets_per_trigger: int = 200_000
+    bronze_max_offsets_per_trigger: int = 500_000
     bronze_trigger_seconds: float = 1.0
     # Comma-separated jars for spark.jars; empty means "the set `tunelake up` resolved"
     # in local mode, and "jars are baked into the image" on a cluster.
