@@ -145,6 +145,58 @@ def bronze(
     run(build_spark(settings, "tunelake-bronze"), settings, chosen, once=once)
 
 
+def _dates(start: str | None, end: str | None):
+    from datetime import UTC, date, datetime
+
+    today = datetime.now(UTC).date()
+    first = date.fromisoformat(start) if start else today
+    return first, date.fromisoformat(end) if end else max(first, today)
+
+
+@app.command()
+def silver(
+    stage: Annotated[
+        str, typer.Argument(help="validate-bronze, stage, validate-silver, publish, or all")
+    ] = "all",
+    start: Annotated[
+        str | None, typer.Option("--from", help="First ingest date (UTC today)")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last ingest date (default: today)")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option(help="Default: <from>_<to>")] = None,
+) -> None:
+    """Build Silver from the Bronze rows ingested in [--from, --to], write-audit-publish."""
+    from spark_jobs.common.session import build_spark
+    from spark_jobs.silver.build import STAGES, SilverRun
+
+    if stage not in STAGES:
+        raise _fail(ValueError(f"unknown stage {stage!r}; one of {sorted(STAGES)}"))
+    settings = get_settings()
+    run = SilverRun.for_dates(*_dates(start, end), run_id=run_id)
+    STAGES[stage](build_spark(settings, f"tunelake-silver-{stage}"), settings, run)
+
+
+pipeline_app = typer.Typer(help="The whole chain, as the DAGs run it.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    start: Annotated[
+        str | None, typer.Option("--from", help="First ingest date (UTC today)")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last ingest date (default: today)")
+    ] = None,
+) -> None:
+    """Bronze catch-up, validate Bronze, build Silver, validate Silver, publish: in-process."""
+    from tunelake.pipeline import run_pipeline
+
+    summary = run_pipeline(get_settings(), *_dates(start, end), progress=_progress)
+    Console().print(summary.render())
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: TUNELAKE_SERVICE_HOST")] = None,
@@ -202,7 +254,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # kafka-python, httpx and py4j narrate every connection and request at INFO.
-    for noisy in ("kafka", "httpx", "py4j"):
+    # kafka-python, httpx, py4j and Great Expectations narrate every step at INFO.
+    for noisy in ("kafka", "httpx", "py4j", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     app()

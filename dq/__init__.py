@@ -1,0 +1,1 @@
+"""Data quality as code: Great Expectations suites per table and the publication gate."""
