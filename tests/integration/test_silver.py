@@ -1,0 +1,183 @@
+"""Silver on the live stack: idempotent re-runs, late events, and the quality gate.
+
+The module works in its own lakehouse bucket and topics, so every table starts empty.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from dq.gate import QualityGateError
+from ingestion.producer import EventProducer
+from ingestion.streams import STREAMS, Stream
+from spark_jobs.bronze.ingest import run as bronze
+from spark_jobs.silver import build
+from spark_jobs.silver.tables import SILVER_TABLES
+from tunelake.clients import kafka_admin
+from tunelake.stack.probes import ensure_buckets, ensure_topics
+
+TODAY = datetime.now(UTC).date()
+
+
+def _envelope(user: str, at: datetime) -> dict:
+    return {"event_id": str(uuid.uuid4()), "event_time": at, "schema_version": 1, "user_id": user}
+
+
+def listen(
+    user: str, track: str, played_at: datetime, ms: int = 1000, request_id: str | None = None
+) -> dict:
+    return _envelope(user, datetime.now(UTC)) | {
+        "track_id": track,
+        "played_at": played_at,
+        "ms_played": ms,
+        "context": None,
+        "request_id": request_id,
+    }
+
+
+@pytest.fixture(scope="module")
+def lake(kafka, registry, s3):
+    suffix = uuid.uuid4().hex[:8]
+    settings = kafka.model_copy(
+        update={
+            "lakehouse_bucket": f"it-silver-{suffix}",
+            **{STREAMS[s].topic_setting: f"it_silver_{s.value}_{suffix}" for s in Stream},
+        }
+    )
+    ensure_buckets(settings, (settings.lakehouse_bucket,))
+    ensure_topics(settings, tuple(STREAMS[s].topic(settings) for s in Stream))
+    producer = EventProducer(settings)
+    producer.register_schemas()
+    yield settings, producer
+    producer.close()
+    admin = kafka_admin(settings)
+    admin.delete_topics([STREAMS[s].topic(settings) for s in Stream])
+    admin.close()
+
+
+def snapshot(spark, settings) -> dict[str, list]:
+    return {
+        name: sorted(tuple(r) for r in spark.read.format("delta").load(t.path(settings)).collect())
+        for name, t in SILVER_TABLES.items()
+    }
+
+
+def run_day(spark, settings) -> None:
+    bronze(spark, settings, list(Stream), once=True)
+    build.build(spark, settings, build.SilverRun.for_dates(TODAY, TODAY))
+
+
+def test_build_then_rebuild_leaves_every_table_identical(spark, lake):
+    settings, producer = lake
+    now = datetime.now(UTC) - timedelta(minutes=30)
+    request_id = f"req-{uuid.uuid4().hex[:6]}"
+    impression = _envelope("u1", now) | {
+        "request_id": request_id,
+        "model_version": "popularity",
+        "items": [
+            {"track_id": "t1", "rank": 1, "score": 0.9},
+            {"track_id": "t2", "rank": 2, "score": 0.5},
+        ],
+    }
+    producer.publish(Stream.RECOMMENDATIONS, [impression])
+    producer.publish(
+        Stream.LISTENS,
+        [
+            listen("u1", "t1", now + timedelta(minutes=1), 200_000, request_id),
+            listen("u1", "t3", now + timedelta(minutes=5), 1000),
+            listen("u2", "t1", now + timedelta(minutes=7), 3000),
+        ],
+    )
+    producer.publish(
+        Stream.FEEDBACK,
+        [_envelope("u1", now) | {"request_id": request_id, "track_id": "t2", "action": "skip"}],
+    )
+
+    run_day(spark, settings)
+    first = snapshot(spark, settings)
+    run_day(spark, settings)
+
+    assert snapshot(spark, settings) == first
+    stats = {
+        (r.date, r.track_id): r
+        for r in spark.read.format("delta")
+        .load(SILVER_TABLES["track_daily_stats"].path(settings))
+        .collect()
+    }
+    t1 = stats[(now.date(), "t1")]
+    assert (t1.plays, t1.plays_from_recommendations, t1.unique_listeners, t1.impressions) == (
+        2,
+        1,
+        2,
+        1,
+    )
+    outcomes = {
+        r.track_id: r
+        for r in spark.read.format("delta")
+        .load(SILVER_TABLES["recommendation_outcomes"].path(settings))
+        .collect()
+    }
+    assert (outcomes["t1"].played, outcomes["t2"].skipped) == (True, True)
+
+
+def test_a_late_event_re_merges_into_its_own_day(spark, lake):
+    settings, producer = lake
+    long_ago = datetime.combine(TODAY - timedelta(days=3), datetime.min.time(), UTC)
+    producer.publish(Stream.LISTENS, [listen("u9", "t-late", long_ago + timedelta(hours=9), 4321)])
+    before = (
+        spark.read.format("delta").load(SILVER_TABLES["track_daily_stats"].path(settings)).count()
+    )
+
+    run_day(spark, settings)
+
+    stats = spark.read.format("delta").load(SILVER_TABLES["track_daily_stats"].path(settings))
+    [late] = stats.where("track_id = 't-late'").collect()
+    assert (late.date, late.plays, late.ms_played) == (long_ago.date(), 1, 4321)
+    assert stats.count() == before + 1
+    users = spark.read.format("delta").load(SILVER_TABLES["user_daily_stats"].path(settings))
+    assert users.where(f"user_id = 'u9' AND date = '{long_ago.date()}'").count() == 1
+
+
+def test_a_bad_bronze_batch_fails_validation_and_nothing_is_published(spark, lake):
+    settings, _ = lake
+    published_before = snapshot(spark, settings)
+    versions_before = {
+        name: spark.sql(f"DESCRIBE HISTORY delta.`{t.path(settings)}`").count()
+        for name, t in SILVER_TABLES.items()
+    }
+    # A hand-made backfill straight into Bronze, bypassing the stream's rules.
+    path = settings.bronze_path(STREAMS[Stream.LISTENS].topic(settings))
+    bronze_rows = spark.read.format("delta").load(path)
+    good = bronze_rows.limit(1).collect()[0].asDict()
+    bad = [
+        good | {"event_id": str(uuid.uuid4()), "ms_played": -500},
+        good | {"event_id": str(uuid.uuid4()), "user_id": None},
+    ]
+    spark.createDataFrame(bad, bronze_rows.schema).write.format("delta").mode("append").save(path)
+
+    with pytest.raises(QualityGateError) as failed:
+        build.build(spark, settings, build.SilverRun.for_dates(TODAY, TODAY))
+
+    message = str(failed.value)
+    assert "bronze_listens" in message
+    assert "expect_column_values_to_be_between" in message and "-500" in message
+    assert "expect_column_values_to_not_be_null" in message and '"user_id"' in message
+    assert snapshot(spark, settings) == published_before  # still readable, unchanged
+    assert {
+        name: spark.sql(f"DESCRIBE HISTORY delta.`{t.path(settings)}`").count()
+        for name, t in SILVER_TABLES.items()
+    } == versions_before
+    # The failed results are kept in the object store.
+    from tunelake.clients import s3_client
+
+    key = f"_quality/{TODAY.isoformat()}_{TODAY.isoformat()}/bronze.json"
+    body = s3_client(settings).get_object(Bucket=settings.lakehouse_bucket, Key=key)
+    assert b'"passed": false' in body["Body"].read()
+
+
+def test_date_ranges_are_validated():
+    with pytest.raises(ValueError, match="before start"):
+        build.SilverRun.for_dates(date(2026, 1, 2), date(2026, 1, 1))
