@@ -5,8 +5,9 @@
 2. Avro through the registry: produce records to Kafka and consume them back.
 3. Traffic: start the recommendation service, seed the track catalog and post a few
    thousand listens, recommendation requests and feedback events through its HTTP API.
-4. Bronze: catch every topic up into its Bronze Delta table (and quarantine).
-Later stages (Silver, checks, training, serving a model) join this chain as they are built.
+4. Pipeline: the silver_daily chain in-process: Bronze catch-up, Great Expectations on
+   Bronze, Silver staged, Great Expectations on Silver, publish.
+Later stages (training, serving a model) join this chain as they are built.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.console import Group
 from rich.syntax import Syntax
 from rich.table import Table
 
+from tunelake.pipeline import PipelineSummary
 from tunelake.settings import Settings
 
 Progress = Callable[[str, str], None]
@@ -51,6 +53,7 @@ class DemoSummary:
     steps: list[StepResult] = field(default_factory=list)
     bronze_rows: dict[str, tuple[int, int]] = field(default_factory=dict)
     sample_recommendation: dict = field(default_factory=dict)
+    pipeline: PipelineSummary | None = None
 
     def render(self) -> Group:
         steps = Table("step", "result", "seconds", title="tunelake demo summary")
@@ -70,8 +73,13 @@ class DemoSummary:
             "json",
             word_wrap=True,
         )
+        silver = self.pipeline.render() if self.pipeline else ""
         return Group(
-            steps, bronze, "one recommendation response (GET /users/{id}/recommendations):", sample
+            steps,
+            bronze,
+            silver,
+            "one recommendation response (GET /users/{id}/recommendations):",
+            sample,
         )
 
 
@@ -219,21 +227,26 @@ def post_traffic(settings: Settings, url: str, summary: DemoSummary) -> str:
     )
 
 
-def bronze_catch_up(settings: Settings, summary: DemoSummary) -> str:
-    from ingestion.streams import STREAMS, Stream
-    from spark_jobs.bronze.ingest import run
+def pipeline(settings: Settings, summary: DemoSummary) -> str:
+    from ingestion.streams import STREAMS
     from spark_jobs.common.session import build_spark
+    from tunelake.pipeline import run_pipeline
 
+    today = datetime.now(UTC).date()
+    summary.pipeline = run_pipeline(settings, today, today)
     spark = build_spark(settings, "tunelake-demo")
-    run(spark, settings, list(Stream), once=True)
     for spec in STREAMS.values():
         topic = spec.topic(settings)
         rows = spark.read.format("delta").load(settings.bronze_path(topic)).count()
-        quarantine = settings.quarantine_path(topic)
-        bad = spark.read.format("delta").load(quarantine).count()
+        bad = spark.read.format("delta").load(settings.quarantine_path(topic)).count()
         summary.bronze_rows[topic] = (rows, bad)
-    total = sum(rows for rows, _ in summary.bronze_rows.values())
-    return f"{total:,} rows in {len(summary.bronze_rows)} Bronze tables"
+    checks = summary.pipeline.quality
+    passed = sum(r.passed for r in checks)
+    return (
+        f"{sum(r for r, _ in summary.bronze_rows.values()):,} Bronze rows; "
+        f"{len(summary.pipeline.table_rows)} Silver tables published; "
+        f"{passed}/{len(checks)} quality checks passed"
+    )
 
 
 def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> DemoSummary:
@@ -250,5 +263,5 @@ def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> Demo
     step("avro via registry", lambda: avro_round_trip(settings))
     with running_service(settings) as url:
         step("traffic via the API", lambda: post_traffic(settings, url, summary))
-    step("bronze catch-up", lambda: bronze_catch_up(settings, summary))
+    step("bronze, checks, silver", lambda: pipeline(settings, summary))
     return summary
