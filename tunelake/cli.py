@@ -89,7 +89,7 @@ def status() -> None:
         table.add_row(
             row.service,
             str(row.pid or "-"),
-            str(row.port),
+            str(row.port or "-"),
             f"[{colour}]{row.health}[/]",
             row.process,
         )

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     postgres_db: str = "tunelake"
     registry_db: str = "registry"
 
+    # Airflow of the local stack (production Airflow is configured by its own chart).
+    airflow_port: int = 8080
+    airflow_db: str = "airflow"
+    airflow_admin_user: str = "admin"
+    airflow_admin_password: SecretStr = SecretStr("tunelake-local-airflow")
+
     # Recommendation service
     service_host: str = "127.0.0.1"
     service_port: int = 8000

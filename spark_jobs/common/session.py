@@ -11,56 +11,8 @@ import os
 
 from pyspark.sql import SparkSession
 
+from spark_jobs.common.conf import spark_conf
 from tunelake.settings import Settings
-
-
-def spark_jars(settings: Settings) -> list[str]:
-    if settings.spark_jars:
-        return [jar for jar in settings.spark_jars.split(",") if jar]
-    if not settings.is_local_spark:
-        return []
-    from tunelake.stack.install import read_classpath
-
-    return read_classpath(settings, "spark")
-
-
-def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
-    """Every Spark setting tunelake relies on, as plain strings (pure: unit-tested)."""
-    conf = {
-        "spark.app.name": app_name,
-        "spark.master": settings.spark_master,
-        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
-        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
-        "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint_url,
-        "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,
-        "spark.hadoop.fs.s3a.path.style.access": str(settings.s3_path_style).lower(),
-        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(settings.s3_uses_ssl).lower(),
-        "spark.hadoop.fs.s3a.aws.credentials.provider": (
-            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
-        ),
-        "spark.hadoop.fs.s3a.access.key": settings.s3_access_key,
-        "spark.hadoop.fs.s3a.secret.key": settings.s3_secret_key.get_secret_value(),
-        # Delta's default S3 log store assumes one writer per table at a time: true for
-        # tunelake, where each table has a single owning job.
-        "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
-        # Rebuilding a table's state from its log is a Spark job with 50 tasks by default:
-        # far more than small local tables need, and paid on every micro-batch commit.
-        "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
-    }
-    jars = spark_jars(settings)
-    if jars:
-        conf["spark.jars"] = ",".join(jars)
-    if settings.is_local_spark:
-        conf |= {
-            "spark.driver.memory": settings.spark_driver_memory,
-            "spark.driver.host": "127.0.0.1",
-            "spark.driver.bindAddress": "127.0.0.1",
-            "spark.ui.showConsoleProgress": "false",
-        }
-    return conf
 
 
 def build_spark(settings: Settings, app_name: str) -> SparkSession:

@@ -29,8 +29,13 @@ def test_dependencies_start_before_their_dependents():
 
 
 def test_every_service_has_its_own_port(tmp_path):
-    ports = [svc.port for svc in all_services(Settings(state_dir=tmp_path)).values()]
+    services = all_services(Settings(state_dir=tmp_path)).values()
+    ports = [svc.port for svc in services if svc.port is not None]
     assert len(set(ports)) == len(ports)
+    assert {svc.name for svc in services if svc.port is None} == {
+        "airflow-scheduler",
+        "airflow-dag-processor",
+    }
 
 
 def test_describe_process_names_the_real_program():

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pyspark.sql import functions as F
 
-from spark_jobs.common.session import spark_conf
+from spark_jobs.common.conf import spark_conf
 from tunelake.settings import Settings
 
 

@@ -41,7 +41,7 @@ class ServiceOutcome:
 class ServiceStatus:
     service: str
     pid: int | None
-    port: int
+    port: int | None
     health: str  # "healthy" | "unhealthy" | "stopped"
     process: str
 
@@ -70,6 +70,9 @@ def describe_process(pid: int) -> str:
             "?",
         )
         return f"java {Path(main).name}"
+    if exe.startswith("python") and len(argv) > 1:  # a console script: name it instead
+        argv = argv[1:]
+        exe = Path(argv[0]).name
     verb = argv[1:2] if len(argv) > 1 and not argv[1].startswith("-") else []
     return " ".join([exe, *verb])
 
@@ -92,7 +95,7 @@ def _ordered(services: dict[str, Service], names: Iterable[str] | None) -> list[
 def _start_one(svc: Service, progress: Progress) -> ServiceOutcome:
     began = time.monotonic()
     if process.running_process(svc.pid_file) is None:
-        if _port_open(svc.port):
+        if svc.port is not None and _port_open(svc.port):
             raise StackError(
                 svc.name, f"port {svc.port} is taken by a process tunelake did not start"
             )

@@ -68,7 +68,8 @@ class Service:
         return self.settings.state_dir / "logs" / f"{self.name}.log"
 
     @property
-    def port(self) -> int:
+    def port(self) -> int | None:
+        """The TCP port it serves on, or None for a worker-like process."""
         raise NotImplementedError
 
     def prepare(self) -> None:
@@ -352,7 +353,8 @@ class PostgresService(Service):
     def bootstrap(self) -> None:
         from tunelake.stack.probes import ensure_databases
 
-        ensure_databases(self.settings, (self.settings.postgres_db, self.settings.registry_db))
+        s = self.settings
+        ensure_databases(s, (s.postgres_db, s.registry_db, s.airflow_db))
 
 
 @dataclass
@@ -402,11 +404,89 @@ class RegistryService(Service):
         ensure_event_schemas(self.settings)
 
 
+def _airflow_health(settings: Settings) -> dict | None:
+    import httpx
+
+    url = f"http://127.0.0.1:{settings.airflow_port}/api/v2/monitor/health"
+    try:
+        response = httpx.get(url, timeout=2)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+@dataclass
+class AirflowService(Service):
+    """One Airflow 3 component, with its metadata database in the stack's PostgreSQL."""
+
+    component: str = ""
+    start_timeout_s: float = 180.0
+
+    @property
+    def port(self) -> int | None:
+        return self.settings.airflow_port if self.component == "api-server" else None
+
+    def process_env(self) -> dict[str, str]:
+        from tunelake.airflow_env import airflow_env
+
+        return {**os.environ, **airflow_env(self.settings), "AIRFLOW__API__WORKERS": "1"}
+
+    def command(self) -> list[str]:
+        return [str(Path(sys.executable).parent / "airflow"), self.component]
+
+    def healthy(self) -> bool:
+        health = _airflow_health(self.settings)
+        if health is None:
+            return False
+        if self.component == "api-server":
+            return health.get("metadatabase", {}).get("status") == "healthy"
+        key = self.component.replace("-", "_")
+        return (health.get(key) or {}).get("status") == "healthy"
+
+
+@dataclass
+class AirflowApiServer(AirflowService):
+    name: str = "airflow-api-server"
+    component: str = "api-server"
+    depends_on: tuple[str, ...] = ("postgres",)
+
+    def prepare(self) -> None:
+        from tunelake.airflow_env import write_passwords_file
+
+        write_passwords_file(self.settings)
+        # Idempotent, and quick once the schema is current.
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+            env=self.process_env(),
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{result.stderr[-3000:]}")
+
+
+@dataclass
+class AirflowScheduler(AirflowService):
+    name: str = "airflow-scheduler"
+    component: str = "scheduler"
+    depends_on: tuple[str, ...] = ("airflow-api-server",)
+
+
+@dataclass
+class AirflowDagProcessor(AirflowService):
+    name: str = "airflow-dag-processor"
+    component: str = "dag-processor"
+    depends_on: tuple[str, ...] = ("airflow-api-server",)
+
+
 SERVICE_TYPES: tuple[type[Service], ...] = (
     PostgresService,
     S3Service,
     KafkaService,
     RegistryService,
+    AirflowApiServer,
+    AirflowScheduler,
+    AirflowDagProcessor,
 )
 
 
