@@ -7,12 +7,22 @@ test that needs it with a message naming it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tunelake.airflow_env import airflow_env
 from tunelake.settings import Settings
+
+# Airflow reads its configuration once, at import: point it at the stack's Airflow first.
+# PATH too: Spark tasks find spark-submit next to this interpreter.
+for _name, _value in airflow_env(Settings()).items():
+    if _name == "PATH":
+        os.environ["PATH"] = _value
+    else:
+        os.environ.setdefault(_name, _value)
 
 TIER_BY_FOLDER = {"unit": pytest.mark.unit, "integration": pytest.mark.integration}
 

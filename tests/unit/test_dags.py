@@ -1,0 +1,71 @@
+"""The whole DagBag: imports, no cycles, tags, retries, and every Spark task names a job."""
+
+from __future__ import annotations
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from typer.main import get_command
+
+from tunelake.airflow_env import DAGS_FOLDER, SPARK_CONNECTION
+from tunelake.airflow_tasks import SUBMIT_APP
+from tunelake.cli import app
+from tunelake.pipeline import SILVER_STAGES
+
+
+@pytest.fixture(scope="module")
+def bag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS_FOLDER))
+
+
+def test_every_dag_file_imports(bag):
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"bronze_catchup", "silver_daily"}
+
+
+def test_dags_are_tagged_retried_and_acyclic(bag):
+    for dag in bag.dags.values():
+        assert dag.tags, dag.dag_id
+        assert "tunelake" in dag.tags
+        dag.check_cycle()  # raises on a cycle
+        assert dag.max_active_runs == 1
+        for task in dag.tasks:
+            assert task.retries >= 2, (dag.dag_id, task.task_id)
+
+
+def _cli_paths() -> set[tuple[str, ...]]:
+    root = get_command(app)
+    paths = set()
+    for name, command in root.commands.items():
+        paths.add((name,))
+        for sub in getattr(command, "commands", {}):
+            paths.add((name, sub))
+    return paths
+
+
+def test_every_spark_task_runs_an_existing_tunelake_job(bag):
+    commands = _cli_paths()
+    stages = set(SILVER_STAGES)
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            assert isinstance(task, SparkSubmitOperator)
+            assert task.application == str(SUBMIT_APP) and SUBMIT_APP.is_file()
+            assert task._conn_id == SPARK_CONNECTION
+            command = task.application_args
+            assert (command[0],) in commands, command
+            if command[0] == "silver":
+                assert command[1] in stages, command
+
+
+def test_silver_daily_runs_the_pipeline_stages_in_order(bag):
+    dag = bag.get_dag("silver_daily")
+    order = [t.application_args[1] for t in dag.topological_sort()]
+    assert order == list(SILVER_STAGES)
+    assert set(dag.params) == {"start", "end"}
+
+
+def test_dag_files_hold_no_business_logic():
+    for path in DAGS_FOLDER.glob("*.py"):
+        source = path.read_text()
+        assert "def " not in source, f"{path.name} defines functions: move them to a module"
+        assert "pyspark" not in source and "spark_jobs" not in source, path.name
