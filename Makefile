@@ -42,12 +42,14 @@ lint: install  ## ruff lint and format check
 	$(RUFF) format --check .
 
 test: up lint  ## install, start what tests need, run every test (unit + integration)
+	$(TUNELAKE) install --browser
 	$(PYTEST)
 
 test-unit: install  ## unit tests only (no services)
 	$(PYTEST) -m unit
 
 test-integration: up  ## integration tests against the live stack
+	$(TUNELAKE) install --browser
 	$(PYTEST) -m integration
 
 format: install  ## apply ruff's fixes and formatting

@@ -35,12 +35,16 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 @app.command()
-def install() -> None:
+def install(
+    browser: Annotated[bool, typer.Option("--browser", help="Also Chromium (UI tests).")] = False,
+) -> None:
     """Install what the stack needs (Maven jars, registry distribution, PostgreSQL)."""
-    from tunelake.stack.install import InstallError, install_all
+    from tunelake.stack.install import InstallError, chromium, install_all
 
     try:
         install_all(get_settings())
+        if browser:
+            chromium()
     except InstallError as exc:
         raise _fail(exc) from exc
     console.print("installed")

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 JVM_DIR = SOURCE_ROOT / "jvm"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
-APT_PACKAGES = {"postgres": "postgresql-15"}
+APT_PACKAGES = {"postgres": "postgresql-15", "browser": "chromium"}
+CHROMIUM = Path("/usr/bin/chromium")
 POSTGRES_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
 REGISTRY_MIN_JAVA = 21
 
@@ -190,6 +191,13 @@ def find_java(min_major: int = 17) -> str:
             f"no JDK {min_major}+ found (looked at JAVA_HOME and {', '.join(map(str, JVM_ROOTS))})"
         )
     return found[0][1]
+
+
+def chromium() -> Path:
+    """Debian's headless-capable Chromium, for the UI tests (installed when missing)."""
+    if not CHROMIUM.is_file():
+        install_debian_packages([APT_PACKAGES["browser"]])
+    return CHROMIUM
 
 
 def require_maven() -> None:
