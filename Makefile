@@ -12,7 +12,7 @@ TUNELAKE   := $(VENV)/bin/tunelake
 PYTEST     := $(VENV)/bin/pytest
 RUFF       := $(VENV)/bin/ruff
 
-.PHONY: help install up down status demo test test-unit test-integration lint format bench-ingest
+.PHONY: help install up down status demo test test-unit test-integration lint format bench-ingest bench-silver
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,3 +58,6 @@ format: install  ## apply ruff's fixes and formatting
 
 bench-ingest: up  ## Kafka->Bronze events/s vs the raw consumer (1M events); API->Bronze freshness
 	$(VENV)/bin/python -m benchmarks.bench_ingest
+
+bench-silver: up  ## Silver from 10M Bronze events: Spark vs DuckDB; daily run on 1 vs 30 days
+	$(VENV)/bin/python -m benchmarks.bench_silver

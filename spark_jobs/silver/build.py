@@ -130,17 +130,16 @@ def stage(
         for name in TRANSFORM_OF
     }
     published = {name: _published(spark, settings, name, incoming[name]) for name in incoming}
+    # Every event date the slice touches is recomputed whole, from all known events.
+    touched = {t.name: _dates(incoming[t.name], t.date_column) for t in EVENT_TABLES}
     new = {}
     for table in EVENT_TABLES:
         keys = list(table.keys)
+        # A duplicate has the same event time, so only the touched dates can hold it.
+        known = published[table.name].where(_in(table.date_column, touched[table.name]))
         new[table.name] = (
-            incoming[table.name]
-            .join(published[table.name].select(*keys), keys, "left_anti")
-            .persist()
+            incoming[table.name].join(known.select(*keys), keys, "left_anti").persist()
         )
-
-    # Every event date the slice touches is recomputed whole, from all known events.
-    touched = {t.name: _dates(incoming[t.name], t.date_column) for t in EVENT_TABLES}
     daily_dates = sorted(set().union(*touched.values()))
     everything = {name: published[name].unionByName(new[name]) for name in incoming}
     window_days = window_hours // 24 + 1
