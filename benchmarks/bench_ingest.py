@@ -31,14 +31,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pyarrow.parquet as pq
 import uvicorn
-from pyarrow import fs
 
 from ingestion.producer import EventProducer
 from ingestion.streams import STREAMS, Stream
 from service.app import build_app
 from spark_jobs.bronze.ingest import run
 from spark_jobs.common.session import build_spark
-from tunelake.clients import kafka_admin, kafka_consumer, s3_client
+from tunelake.clients import arrow_s3_filesystem, kafka_admin, kafka_consumer, s3_client
 from tunelake.settings import Settings, get_settings
 from tunelake.stack.probes import ensure_topics
 from tunelake.stack.process import wait_until
@@ -104,13 +103,7 @@ def commit_freshness(settings: Settings, since: datetime) -> list[float]:
     topic = STREAMS[Stream.LISTENS].topic(settings)
     bucket, _, table = settings.bronze_path(topic).removeprefix("s3a://").partition("/")
     s3 = s3_client(settings)
-    s3fs = fs.S3FileSystem(
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key.get_secret_value(),
-        endpoint_override=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        scheme="https" if settings.s3_uses_ssl else "http",
-    )
+    s3fs = arrow_s3_filesystem(settings)
     ages = []
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{table}/_delta_log/"):
@@ -188,9 +181,7 @@ def freshness(base: Settings, seconds: float, rate_per_s: float) -> list[float]:
     )
     server, url = serve_in_thread(build_app(settings))
     try:
-        client = httpx.Client(
-            base_url=url, headers={"X-API-Key": sorted(settings.api_key_set())[0]}
-        )
+        client = httpx.Client(base_url=url, headers={"X-API-Key": settings.client_api_key})
         # Measure a running stream, not its start-up: one event must land first.
         played = datetime.now(UTC).isoformat(timespec="milliseconds")
         client.post(

@@ -23,7 +23,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pyarrow.dataset as ds
-from pyarrow import fs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -32,7 +31,7 @@ from ingestion.streams import STREAMS, Stream
 from spark_jobs.bronze.ingest import KAFKA_ROW_SCHEMA, decode, split, with_ingest_metadata
 from spark_jobs.common.session import build_spark
 from spark_jobs.silver import aggregates, build, events
-from tunelake.clients import s3_client
+from tunelake.clients import arrow_s3_filesystem, s3_client
 from tunelake.settings import Settings, get_settings
 from tunelake.stack.probes import ensure_buckets
 
@@ -209,13 +208,7 @@ SELECT
 
 
 def duckdb_aggregation(settings: Settings) -> float:
-    s3fs = fs.S3FileSystem(
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key.get_secret_value(),
-        endpoint_override=settings.s3_endpoint_url,
-        region=settings.s3_region,
-        scheme="https" if settings.s3_uses_ssl else "http",
-    )
+    s3fs = arrow_s3_filesystem(settings)
     began = time.perf_counter()
     con = duckdb.connect()
     con.execute("SET threads = 2")

@@ -12,6 +12,7 @@ import great_expectations as gx
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 from spark_jobs.bronze.rules import UUID_PATTERN
+from spark_jobs.silver.aggregates import INTERACTION_COUNTS, TRACK_DAILY_COUNTS, USER_DAILY_COUNTS
 
 ID_PATTERN = r"^[A-Za-z0-9._:@-]+$"
 E = gx.expectations
@@ -109,16 +110,7 @@ def silver_suite(table: str, now: datetime) -> list:
             *_unique("event_id"),
         ]
     if table == "track_daily_stats":
-        counts = (
-            "impressions",
-            "times_recommended",
-            "plays",
-            "plays_from_recommendations",
-            "skips",
-            "likes",
-            "unique_listeners",
-            "ms_played",
-        )
+        counts = TRACK_DAILY_COUNTS
         return [
             *_not_null("date", "track_id", *counts),
             *_unique("date", "track_id"),
@@ -129,13 +121,7 @@ def silver_suite(table: str, now: datetime) -> list:
             *_at_least("times_recommended", "impressions"),
         ]
     if table == "user_daily_stats":
-        counts = (
-            "plays",
-            "distinct_tracks",
-            "ms_played",
-            "recommendations_received",
-            "recommended_tracks_played",
-        )
+        counts = USER_DAILY_COUNTS
         return [
             *_not_null("date", "user_id", *counts),
             *_unique("date", "user_id"),
@@ -145,15 +131,7 @@ def silver_suite(table: str, now: datetime) -> list:
             *_at_least("plays", "distinct_tracks"),
         ]
     if table == "user_track_interactions":
-        counts = (
-            "play_count",
-            "ms_played",
-            "recommended_count",
-            "recommended_and_played",
-            "skips",
-            "likes",
-            "dislikes",
-        )
+        counts = INTERACTION_COUNTS
         return [
             *_not_null("user_id", "track_id", *counts),
             *_unique("user_id", "track_id"),

@@ -235,7 +235,7 @@ def generate(
     settings = get_settings()
     world = build_world(users, tracks, seed=seed)
     write_catalog(settings, world.catalog())
-    api_key = sorted(settings.api_key_set())[0]
+    api_key = settings.client_api_key
     report = generate_traffic(url or settings.service_url, api_key, world, days)
     console.print(
         f"posted {report.listens:,} listens, {report.feedback:,} feedback events, "

@@ -30,6 +30,19 @@ def s3_client(settings: Settings, *, connect_timeout: float = 10) -> S3Client:
     )
 
 
+def arrow_s3_filesystem(settings: Settings):
+    """pyarrow's S3 filesystem on the lakehouse store (for Spark-free reads of Parquet)."""
+    from pyarrow import fs
+
+    return fs.S3FileSystem(
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        endpoint_override=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        scheme="https" if settings.s3_uses_ssl else "http",
+    )
+
+
 def kafka_admin(settings: Settings, *, timeout_ms: int = 10_000) -> KafkaAdminClient:
     from kafka import KafkaAdminClient
 

@@ -218,7 +218,7 @@ def post_traffic(settings: Settings, url: str, summary: DemoSummary) -> str:
 
     world = build_world(DEMO_USERS, DEMO_TRACKS)
     write_catalog(settings, world.catalog())
-    api_key = sorted(settings.api_key_set())[0]
+    api_key = settings.client_api_key
     report = generate_traffic(url, api_key, world, DEMO_DAYS)
     summary.sample_recommendation = report.sample_response
     return (

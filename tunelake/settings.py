@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     def service_url(self) -> str:
         return f"http://{self.service_host}:{self.service_port}"
 
+    @property
+    def client_api_key(self) -> str:
+        """The key tunelake's own clients (generator, demo, benchmarks) send."""
+        return sorted(self.api_key_set())[0]
+
     def api_key_set(self) -> frozenset[str]:
         return frozenset(
             k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()

@@ -19,6 +19,32 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 DEFAULT_ATTRIBUTION_HOURS = 24
+TRACK_DAILY_COUNTS = (
+    "impressions",
+    "times_recommended",
+    "plays",
+    "plays_from_recommendations",
+    "skips",
+    "likes",
+    "unique_listeners",
+    "ms_played",
+)
+USER_DAILY_COUNTS = (
+    "plays",
+    "distinct_tracks",
+    "ms_played",
+    "recommendations_received",
+    "recommended_tracks_played",
+)
+INTERACTION_COUNTS = (
+    "play_count",
+    "ms_played",
+    "recommended_count",
+    "recommended_and_played",
+    "skips",
+    "likes",
+    "dislikes",
+)
 
 
 def _count_when(condition: Column) -> Column:
@@ -103,21 +129,13 @@ def track_daily_stats(
         _count_when(F.col("action") == "skip").alias("skips"),
         _count_when(F.col("action") == "like").alias("likes"),
     )
-    counts = [
-        "impressions",
-        "times_recommended",
-        "plays",
-        "plays_from_recommendations",
-        "skips",
-        "likes",
-        "unique_listeners",
-        "ms_played",
-    ]
     return (
         plays.join(shown, ["date", "track_id"], "full")
         .join(reactions, ["date", "track_id"], "full")
         .select(
-            "date", "track_id", *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in counts]
+            "date",
+            "track_id",
+            *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in TRACK_DAILY_COUNTS],
         )
     )
 
@@ -141,15 +159,10 @@ def user_daily_stats(
     received = impressions.groupBy(F.col("impression_date").alias("date"), "user_id").agg(
         F.countDistinct("request_id").alias("recommendations_received")
     )
-    counts = [
-        "plays",
-        "distinct_tracks",
-        "ms_played",
-        "recommendations_received",
-        "recommended_tracks_played",
-    ]
     return plays.join(received, ["date", "user_id"], "full").select(
-        "date", "user_id", *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in counts]
+        "date",
+        "user_id",
+        *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in USER_DAILY_COUNTS],
     )
 
 
@@ -177,15 +190,6 @@ def user_track_interactions(
         _count_when(F.col("action") == "like").alias("likes"),
         _count_when(F.col("action") == "dislike").alias("dislikes"),
     )
-    counts = [
-        "play_count",
-        "ms_played",
-        "recommended_count",
-        "recommended_and_played",
-        "skips",
-        "likes",
-        "dislikes",
-    ]
     keys = ["user_id", "track_id"]
     return (
         played.join(recommended, keys, "full")
@@ -193,7 +197,7 @@ def user_track_interactions(
         .join(reactions, keys, "full")
         .select(
             *keys,
-            *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in counts],
+            *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in INTERACTION_COUNTS],
             "last_played_at",
         )
     )
