@@ -22,16 +22,12 @@ KUBE_VERSIONS = ("1.29.0", "1.35.0")
 
 
 def secret_settings() -> set[str]:
-    """Settings fields that deployments must take from Secrets: every SecretStr field, and
-    the user names that go with them."""
-    from pydantic import SecretStr
+    """Settings fields that deployments must take from Secrets: every secret that settings
+    refuse to default outside the local environment, and the user names that go with them.
+    (Local-stack-only secrets, such as the local Airflow's login, never reach a cluster.)"""
+    from tunelake.settings import LOCAL_SECRET_DEFAULTS
 
-    from tunelake.settings import Settings
-
-    secret = {
-        name for name, field in Settings.model_fields.items() if field.annotation is SecretStr
-    }
-    return secret | {"s3_access_key", "postgres_user"}
+    return set(LOCAL_SECRET_DEFAULTS) | {"s3_access_key", "postgres_user"}
 
 
 def run_tool(

@@ -38,8 +38,26 @@ def test_every_service_has_its_own_port(tmp_path):
     }
 
 
-def test_describe_process_names_the_real_program():
-    assert manager.describe_process(os.getpid()).startswith(os.path.basename(sys.executable))
+@pytest.mark.parametrize(
+    ("args", "described"),
+    [
+        (["-m", "http.server", "--bind", "127.0.0.1", "0"], "http.server"),
+        (["-c", "import time; time.sleep(30)"], None),  # plain python: the interpreter
+    ],
+)
+def test_describe_process_names_the_real_program(args, described):
+    import subprocess
+
+    child = subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert manager.describe_process(child.pid) == (
+            described or os.path.basename(sys.executable)
+        )
+    finally:
+        child.kill()
+        child.wait()
 
 
 def _throwaway_settings(tmp_path, port: int) -> Settings:

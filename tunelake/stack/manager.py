@@ -70,8 +70,11 @@ def describe_process(pid: int) -> str:
             "?",
         )
         return f"java {Path(main).name}"
-    if exe.startswith("python") and len(argv) > 1:  # a console script: name it instead
-        argv = argv[1:]
+    if exe.startswith("python") and len(argv) > 1:  # name the script or module instead
+        if argv[1] == "-m" and len(argv) > 2:
+            argv = argv[2:]
+        elif not argv[1].startswith("-"):
+            argv = argv[1:]
         exe = Path(argv[0]).name
     verb = argv[1:2] if len(argv) > 1 and not argv[1].startswith("-") else []
     return " ".join([exe, *verb])
