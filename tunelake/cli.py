@@ -149,6 +149,11 @@ def bronze(
     run(build_spark(settings, "tunelake-bronze"), settings, chosen, once=once)
 
 
+# The ingest-date range of a Silver run (the DAGs pass the same two options).
+FromDate = Annotated[str | None, typer.Option("--from", help="First ingest date (UTC today)")]
+ToDate = Annotated[str | None, typer.Option("--to", help="Last ingest date (default: today)")]
+
+
 def _dates(start: str | None, end: str | None):
     from datetime import UTC, date, datetime
 
@@ -162,12 +167,8 @@ def silver(
     stage: Annotated[
         str, typer.Argument(help="validate-bronze, stage, validate-silver, publish, or all")
     ] = "all",
-    start: Annotated[
-        str | None, typer.Option("--from", help="First ingest date (UTC today)")
-    ] = None,
-    end: Annotated[
-        str | None, typer.Option("--to", help="Last ingest date (default: today)")
-    ] = None,
+    start: FromDate = None,
+    end: ToDate = None,
     run_id: Annotated[str | None, typer.Option(help="Default: <from>_<to>")] = None,
 ) -> None:
     """Build Silver from the Bronze rows ingested in [--from, --to], write-audit-publish."""
@@ -187,12 +188,8 @@ app.add_typer(pipeline_app, name="pipeline")
 
 @pipeline_app.command("run")
 def pipeline_run(
-    start: Annotated[
-        str | None, typer.Option("--from", help="First ingest date (UTC today)")
-    ] = None,
-    end: Annotated[
-        str | None, typer.Option("--to", help="Last ingest date (default: today)")
-    ] = None,
+    start: FromDate = None,
+    end: ToDate = None,
 ) -> None:
     """Bronze catch-up, validate Bronze, build Silver, validate Silver, publish: in-process."""
     from tunelake.pipeline import run_pipeline
