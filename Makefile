@@ -60,4 +60,4 @@ bench-ingest: up  ## Kafka->Bronze events/s vs the raw consumer (1M events); API
 	$(VENV)/bin/python -m benchmarks.bench_ingest
 
 bench-silver: up  ## Silver from 10M Bronze events: Spark vs DuckDB; daily run on 1 vs 30 days
-	$(VENV)/bin/python -m benchmarks.bench_silver
+	TUNELAKE_SPARK_DRIVER_MEMORY=$${TUNELAKE_SPARK_DRIVER_MEMORY:-8g} $(VENV)/bin/python -m benchmarks.bench_silver

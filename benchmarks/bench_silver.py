@@ -19,11 +19,12 @@ import argparse
 import json
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pyarrow.dataset as ds
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ingestion.schemas import load_schema
@@ -46,66 +47,84 @@ def bronze_schema(spark: SparkSession, stream: Stream):
 
 
 def synthetic_bronze(
-    spark: SparkSession, stream: Stream, rows: int, first_day: int, days: int, seed: int
+    spark: SparkSession, stream: Stream, rows: int, lists: int, first_day: int, days: int, seed: int
 ) -> DataFrame:
-    """``rows`` Bronze rows spread over ``days`` ingest days from DAY0 + first_day."""
-    day = (F.col("id") % days + first_day).cast("int")
-    ingest = F.date_add(F.lit(DAY0), day)
-    at = F.timestamp_seconds(
-        F.unix_timestamp(ingest.cast("timestamp")) + (F.col("id") * 7919 % 86_000)
+    """``rows`` Bronze rows spread over ``days`` ingest days from DAY0 + first_day, for a
+    batch of ``lists`` recommendation lists (at least ``days``).
+
+    Row ``id`` of the recommendation stream is list ``id``: served to ``user_of(id)`` on
+    day ``id % days``, items ``track_of(id, 1..10)``. A fifth of the listens and all the
+    feedback answer a list of their own day (same user, a listed track, minutes after it
+    was served), so attribution and outcomes have real work to do."""
+
+    def day_of(n: Column) -> Column:
+        return (n % days + first_day).cast("int")
+
+    def served_at(n: Column) -> Column:
+        ingest = F.date_add(F.lit(DAY0), day_of(n)).cast("timestamp")
+        return F.timestamp_seconds(F.unix_timestamp(ingest) + (n * 7919 % 86_000))
+
+    def user_of(n: Column) -> Column:
+        return F.concat(F.lit("usr-"), (F.abs(F.hash(n, F.lit(seed))) % USERS).cast("string"))
+
+    def track_of(n: Column, rank: Column) -> Column:
+        return F.concat(F.lit("trk-"), ((n + rank * 97) % TRACKS).cast("string"))
+
+    def request_of(n: Column) -> Column:
+        return F.concat(F.lit(f"req-{first_day}-"), n.cast("string"))
+
+    n = F.col("id")
+    # The list a row answers: one of the same day (list numbers congruent modulo days).
+    answered = F.floor(n / 3) % max(lists // days, 1) * days + n % days
+    answers = (n % 5 == 0) if stream is Stream.LISTENS else F.lit(True)
+    rank = (F.floor(n / 7) % 10 + 1).cast("int")
+    random_track = F.concat(
+        F.lit("trk-"), (F.pow(F.rand(seed), 3) * TRACKS).cast("int").cast("string")
     )
-    user = F.concat(F.lit("usr-"), (F.abs(F.hash("id", F.lit(seed))) % USERS).cast("string"))
-    track = F.concat(F.lit("trk-"), (F.pow(F.rand(seed), 3) * TRACKS).cast("int").cast("string"))
-    # Lists are unique per (batch, id); listens quote a list of their batch.
-    lists = max(int(rows * 0.01 / 1.0), 1) if stream is Stream.LISTENS else rows
-    request = F.concat(F.lit(f"req-{first_day}-"), (F.col("id") % lists).cast("string"))
+    if stream is Stream.RECOMMENDATIONS:
+        at, user, track, request = served_at(n), user_of(n), F.lit(None), request_of(n)
+    else:
+        at = F.when(answers, served_at(answered) + F.expr("INTERVAL 10 MINUTES")).otherwise(
+            served_at(n)
+        )
+        user = F.when(answers, user_of(answered)).otherwise(user_of(n + 7_777_777))
+        track = F.when(answers, track_of(answered, rank)).otherwise(random_track)
+        request = F.when(answers, request_of(answered))
     base = spark.range(rows).select(
         F.expr("uuid()").alias("event_id"),
         at.alias("event_time"),
         F.lit(1).alias("schema_version"),
         user.alias("user_id"),
-        track.alias("track_id"),
-        request.alias("request_id"),
+        track.cast("string").alias("track_id"),
+        request.cast("string").alias("request_id"),
         F.lit("bench").alias("topic"),
-        (F.col("id") % 3).cast("int").alias("partition"),
-        F.col("id").alias("offset"),
+        (n % 3).cast("int").alias("partition"),
+        n.alias("offset"),
         at.alias("kafka_timestamp"),
         at.alias("ingested_at"),
-        ingest.alias("ingest_date"),
+        F.date_add(F.lit(DAY0), day_of(n)).alias("ingest_date"),
         F.lit(1).alias("schema_id"),
-        F.col("id"),
+        n,
     )
     if stream is Stream.LISTENS:
-        df = (
-            base.select(
-                "*",
-                F.col("event_time").alias("played_at"),
-                (F.col("id") * 31 % 240_000).cast("long").alias("ms_played"),
-                F.lit(None).cast("string").alias("context"),
-                F.when(F.col("id") % 5 == 0, F.col("request_id")).alias("request_id_"),
-            )
-            .drop("request_id")
-            .withColumnRenamed("request_id_", "request_id")
+        df = base.select(
+            "*",
+            F.col("event_time").alias("played_at"),
+            (n * 31 % 240_000).cast("long").alias("ms_played"),
+            F.lit(None).cast("string").alias("context"),
         )
     elif stream is Stream.RECOMMENDATIONS:
         items = F.transform(
             F.sequence(F.lit(1), F.lit(10)),
             lambda r: F.struct(
-                F.concat(F.lit("trk-"), ((F.col("id") + r * 97) % TRACKS).cast("string")).alias(
-                    "track_id"
-                ),
-                r.alias("rank"),
-                (F.lit(1.0) / r).alias("score"),
+                track_of(n, r).alias("track_id"), r.alias("rank"), (F.lit(1.0) / r).alias("score")
             ),
         )
         df = base.select("*", F.lit("popularity").alias("model_version"), items.alias("items"))
     else:
+        actions = F.array(*[F.lit(a) for a in ("play", "skip", "like", "dislike")])
         df = base.select(
-            "*",
-            F.element_at(
-                F.array(*[F.lit(a) for a in ("play", "skip", "like", "dislike")]),
-                (F.col("id") % 4 + 1).cast("int"),
-            ).alias("action"),
+            "*", F.element_at(actions, (F.floor(n / 3) % 4 + 1).cast("int")).alias("action")
         )
     schema = bronze_schema(spark, stream)
     return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
@@ -114,15 +133,16 @@ def synthetic_bronze(
 def write_bronze(
     spark: SparkSession, settings: Settings, events_per_day: int, first_day: int, days: int
 ) -> None:
-    for stream, share in (
-        (Stream.LISTENS, 1.0),
-        (Stream.RECOMMENDATIONS, 0.01),
-        (Stream.FEEDBACK, 0.03),
+    listens = events_per_day * days
+    lists = max(listens // 100, days)
+    for stream, rows in (
+        (Stream.LISTENS, listens),
+        (Stream.RECOMMENDATIONS, lists),
+        (Stream.FEEDBACK, listens * 3 // 100),
     ):
-        rows = int(events_per_day * days * share)
         path = settings.bronze_path(STREAMS[stream].topic(settings))
         (
-            synthetic_bronze(spark, stream, rows, first_day, days, seed=first_day)
+            synthetic_bronze(spark, stream, rows, lists, first_day, days, seed=first_day)
             .write.format("delta")
             .mode("append")
             .partitionBy("ingest_date")
@@ -130,23 +150,57 @@ def write_bronze(
         )
 
 
-def spark_aggregation(spark: SparkSession, settings: Settings) -> float:
+CHECKED_COLUMNS = {
+    "track_daily_stats": aggregates.TRACK_DAILY_COUNTS,
+    "user_daily_stats": aggregates.USER_DAILY_COUNTS,
+    "user_track_interactions": aggregates.INTERACTION_COUNTS,
+    "recommendation_outcomes": ("played", "skipped", "liked", "disliked"),
+}
+
+
+def totals(rows: Iterable[Sequence]) -> dict[str, tuple[int, ...]]:
+    return {
+        name: tuple(int(v or 0) for v in row)
+        for name, row in zip(CHECKED_COLUMNS, rows, strict=True)
+    }
+
+
+def _total_exprs(columns: Sequence[str]) -> list[str]:
+    return ["count(*)", *(f"sum(CAST({c} AS BIGINT))" for c in columns)]
+
+
+def spark_aggregation(spark: SparkSession, settings: Settings) -> tuple[float, dict]:
+    """Silver from all of Bronze with the job's transforms; the results are materialised
+    in memory (as DuckDB's are, in temporary tables) and their totals returned."""
+
     def bronze(stream: Stream) -> DataFrame:
         return spark.read.format("delta").load(
             settings.bronze_path(STREAMS[stream].topic(settings))
         )
 
-    listens = events.listens(bronze(Stream.LISTENS))
-    impressions = events.impressions(bronze(Stream.RECOMMENDATIONS))
-    feedback = events.feedback(bronze(Stream.FEEDBACK))
     began = time.perf_counter()
-    for result in (
-        aggregates.track_daily_stats(listens, impressions, feedback),
-        aggregates.user_daily_stats(listens, impressions),
-        aggregates.user_track_interactions(listens, impressions, feedback),
-    ):
-        result.write.format("noop").mode("overwrite").save()
-    return time.perf_counter() - began
+    impressions = events.impressions(bronze(Stream.RECOMMENDATIONS)).persist()
+    feedback = events.feedback(bronze(Stream.FEEDBACK)).persist()
+    plays = aggregates.attribute(events.listens(bronze(Stream.LISTENS)), impressions).persist()
+    outcomes = aggregates.recommendation_outcomes(impressions, plays, feedback).persist()
+    results = {
+        "track_daily_stats": aggregates.track_daily_stats(plays, impressions, feedback),
+        "user_daily_stats": aggregates.user_daily_stats(plays, impressions),
+        "user_track_interactions": aggregates.user_track_interactions(
+            plays, impressions, outcomes.where("played"), feedback
+        ),
+        "recommendation_outcomes": outcomes,
+    }
+    for name, df in results.items():
+        results[name] = df.persist()
+        results[name].count()
+    elapsed = time.perf_counter() - began
+    found = totals(
+        results[name].selectExpr(*_total_exprs(columns)).first()
+        for name, columns in CHECKED_COLUMNS.items()
+    )
+    spark.catalog.clearCache()
+    return elapsed, found
 
 
 def active_files(settings: Settings, stream: Stream) -> list[str]:
@@ -172,42 +226,104 @@ def active_files(settings: Settings, stream: Stream) -> list[str]:
     return sorted(files)
 
 
+# The same Silver in SQL: the transforms' semantics (first-ingested copy wins, attribution
+# inside [served - 5 min, served + 24 h], feedback inside the same window for outcomes).
 DUCKDB_SQL = """
-WITH listens AS (
-  SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY ingested_at) n
-                 FROM bronze_listens) WHERE n = 1),
-impressions AS (
-  SELECT request_id, user_id, event_time AS served_at, CAST(event_time AS DATE) AS d,
-         unnest(items, recursive := true)
-  FROM bronze_recs),
-feedback AS (SELECT *, CAST(event_time AS DATE) AS d FROM bronze_feedback),
-attributed AS (
-  SELECT DISTINCT p.event_id, p.user_id, p.track_id, i.request_id FROM listens p
-  JOIN impressions i ON p.request_id = i.request_id AND p.user_id = i.user_id
-   AND p.track_id = i.track_id AND p.played_at BETWEEN i.served_at - INTERVAL 5 MINUTE
-   AND i.served_at + INTERVAL 24 HOUR)
-SELECT
- (SELECT count(*) FROM (
-   SELECT CAST(played_at AS DATE) d, track_id, count(*), count(a.event_id),
-          count(DISTINCT l.user_id), sum(ms_played)
-   FROM listens l LEFT JOIN (SELECT DISTINCT event_id FROM attributed) a USING (event_id)
-   GROUP BY 1, 2)) AS track_daily,
- (SELECT count(*) FROM (SELECT d, track_id, count(DISTINCT request_id), count(*)
-                        FROM impressions GROUP BY 1, 2)) AS track_daily_impressions,
- (SELECT count(*) FROM (SELECT d, track_id, count(*) FILTER (action = 'skip'),
-                        count(*) FILTER (action = 'like') FROM feedback GROUP BY 1, 2))
-   AS track_daily_feedback,
- (SELECT count(*) FROM (SELECT CAST(played_at AS DATE), user_id, count(*),
-                        count(DISTINCT track_id), sum(ms_played) FROM listens GROUP BY 1, 2))
-   AS user_daily,
- (SELECT count(*) FROM (SELECT user_id, track_id, count(*), sum(ms_played), max(played_at)
-                        FROM listens GROUP BY 1, 2)) AS interactions,
- (SELECT count(*) FROM (SELECT user_id, track_id, count(DISTINCT request_id)
-                        FROM attributed GROUP BY 1, 2)) AS interactions_answered
+CREATE TEMP TABLE listens AS
+SELECT event_id, user_id, track_id, played_at, ms_played, request_id,
+       CAST(played_at AS DATE) AS play_date
+FROM bronze_listens
+QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ingested_at, "partition", "offset") = 1;
+
+CREATE TEMP TABLE impressions AS
+SELECT request_id, user_id, model_version, served_at, CAST(served_at AS DATE) AS impression_date,
+       item.track_id AS track_id, item.rank AS rank
+FROM (SELECT request_id, user_id, model_version, event_time AS served_at, unnest(items) AS item
+      FROM bronze_recs
+      QUALIFY row_number() OVER (PARTITION BY event_id
+                                 ORDER BY ingested_at, "partition", "offset") = 1);
+
+CREATE TEMP TABLE feedback AS
+SELECT event_id, user_id, request_id, track_id, action, event_time AS given_at,
+       CAST(event_time AS DATE) AS feedback_date
+FROM bronze_feedback
+QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY ingested_at, "partition", "offset") = 1;
+
+CREATE TEMP TABLE plays AS
+SELECT l.*, i.served_at IS NOT NULL AS from_recommendation
+FROM listens l LEFT JOIN impressions i
+  ON l.request_id = i.request_id AND l.user_id = i.user_id AND l.track_id = i.track_id
+ AND l.played_at BETWEEN i.served_at - INTERVAL 5 MINUTE AND i.served_at + INTERVAL 24 HOUR;
+
+CREATE TEMP TABLE recommendation_outcomes AS
+SELECT i.impression_date, i.request_id, i.track_id, i.user_id, i.rank, i.model_version,
+       i.served_at, p.first_played_at IS NOT NULL AS played, p.first_played_at,
+       coalesce(r.skipped, false) AS skipped, coalesce(r.liked, false) AS liked,
+       coalesce(r.disliked, false) AS disliked
+FROM impressions i
+LEFT JOIN (SELECT request_id, track_id, min(played_at) AS first_played_at FROM plays
+           WHERE from_recommendation GROUP BY ALL) p USING (request_id, track_id)
+LEFT JOIN (SELECT f.request_id, f.track_id, bool_or(action = 'skip') AS skipped,
+                  bool_or(action = 'like') AS liked, bool_or(action = 'dislike') AS disliked
+           FROM feedback f JOIN impressions i
+             ON f.request_id = i.request_id AND f.track_id = i.track_id
+            AND f.given_at BETWEEN i.served_at - INTERVAL 5 MINUTE
+                               AND i.served_at + INTERVAL 24 HOUR
+           GROUP BY ALL) r USING (request_id, track_id);
+
+CREATE TEMP TABLE track_daily_stats AS
+SELECT date, track_id, coalesce(impressions, 0) AS impressions,
+       coalesce(times_recommended, 0) AS times_recommended, coalesce(plays, 0) AS plays,
+       coalesce(plays_from_recommendations, 0) AS plays_from_recommendations,
+       coalesce(skips, 0) AS skips, coalesce(likes, 0) AS likes,
+       coalesce(unique_listeners, 0) AS unique_listeners, coalesce(ms_played, 0) AS ms_played
+FROM (SELECT play_date AS date, track_id, count(*) AS plays,
+             count(*) FILTER (from_recommendation) AS plays_from_recommendations,
+             count(DISTINCT user_id) AS unique_listeners, sum(ms_played) AS ms_played
+      FROM plays GROUP BY ALL)
+FULL JOIN (SELECT impression_date AS date, track_id, count(*) AS impressions,
+                  count(*) AS times_recommended FROM impressions GROUP BY ALL)
+  USING (date, track_id)
+FULL JOIN (SELECT feedback_date AS date, track_id, count(*) FILTER (action = 'skip') AS skips,
+                  count(*) FILTER (action = 'like') AS likes FROM feedback GROUP BY ALL)
+  USING (date, track_id);
+
+CREATE TEMP TABLE user_daily_stats AS
+SELECT date, user_id, coalesce(plays, 0) AS plays,
+       coalesce(distinct_tracks, 0) AS distinct_tracks, coalesce(ms_played, 0) AS ms_played,
+       coalesce(recommendations_received, 0) AS recommendations_received,
+       coalesce(recommended_tracks_played, 0) AS recommended_tracks_played
+FROM (SELECT play_date AS date, user_id, count(*) AS plays,
+             count(DISTINCT track_id) AS distinct_tracks, sum(ms_played) AS ms_played,
+             count(*) FILTER (from_recommendation) AS recommended_tracks_played
+      FROM plays GROUP BY ALL)
+FULL JOIN (SELECT impression_date AS date, user_id,
+                  count(DISTINCT request_id) AS recommendations_received
+           FROM impressions GROUP BY ALL)
+  USING (date, user_id);
+
+CREATE TEMP TABLE user_track_interactions AS
+SELECT user_id, track_id, coalesce(play_count, 0) AS play_count,
+       coalesce(ms_played, 0) AS ms_played, coalesce(recommended_count, 0) AS recommended_count,
+       coalesce(recommended_and_played, 0) AS recommended_and_played,
+       coalesce(skips, 0) AS skips, coalesce(likes, 0) AS likes,
+       coalesce(dislikes, 0) AS dislikes, last_played_at
+FROM (SELECT user_id, track_id, count(*) AS play_count, sum(ms_played) AS ms_played,
+             max(played_at) AS last_played_at FROM listens GROUP BY ALL)
+FULL JOIN (SELECT user_id, track_id, count(*) AS recommended_count FROM impressions GROUP BY ALL)
+  USING (user_id, track_id)
+FULL JOIN (SELECT user_id, track_id, count(*) AS recommended_and_played
+           FROM recommendation_outcomes WHERE played GROUP BY ALL)
+  USING (user_id, track_id)
+FULL JOIN (SELECT user_id, track_id, count(*) FILTER (action = 'skip') AS skips,
+                  count(*) FILTER (action = 'like') AS likes,
+                  count(*) FILTER (action = 'dislike') AS dislikes
+           FROM feedback GROUP BY ALL)
+  USING (user_id, track_id);
 """
 
 
-def duckdb_aggregation(settings: Settings) -> float:
+def duckdb_aggregation(settings: Settings) -> tuple[float, dict]:
     s3fs = arrow_s3_filesystem(settings)
     began = time.perf_counter()
     con = duckdb.connect()
@@ -220,8 +336,14 @@ def duckdb_aggregation(settings: Settings) -> float:
         con.register(
             name, ds.dataset(active_files(settings, stream), filesystem=s3fs, format="parquet")
         )
-    con.execute(DUCKDB_SQL).fetchall()
-    return time.perf_counter() - began
+    con.execute(DUCKDB_SQL)
+    elapsed = time.perf_counter() - began
+    found = totals(
+        con.execute(f"SELECT {', '.join(_total_exprs(columns))} FROM {name}").fetchone()
+        for name, columns in CHECKED_COLUMNS.items()
+    )
+    con.close()
+    return elapsed, found
 
 
 def daily_run(spark: SparkSession, settings: Settings, day: int) -> float:
@@ -247,8 +369,10 @@ def main() -> None:
 
     history30 = lake(base, "h30")
     write_bronze(spark, history30, per_day, first_day=0, days=30)
-    spark_s = spark_aggregation(spark, history30)
-    duck_s = duckdb_aggregation(history30)
+    spark_s, spark_totals = spark_aggregation(spark, history30)
+    duck_s, duck_totals = duckdb_aggregation(history30)
+    if spark_totals != duck_totals:
+        raise SystemExit(f"the engines disagree: spark {spark_totals}, duckdb {duck_totals}")
     print(
         f"aggregation over {args.events:,} listens: spark {spark_s:.1f}s, "
         f"duckdb {duck_s:.1f}s, ratio {spark_s / duck_s:.2f} (target <= 2)",

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = 4
+    # Joins broadcast the smaller side up to this size: a few days of impressions (the
+    # attribution join's small side) fit, and save shuffling every listen.
+    spark_broadcast_join_threshold: str = "64MB"
     # Bronze streaming: records per micro-batch and topic, and the follow-mode trigger.
     bronze_max_offsets_per_trigger: int = 500_000
     bronze_trigger_seconds: float = 1.0

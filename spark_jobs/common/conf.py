@@ -24,6 +24,7 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.autoBroadcastJoinThreshold": settings.spark_broadcast_join_threshold,
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint_url,
         "spark.hadoop.fs.s3a.endpoint.region": settings.s3_region,

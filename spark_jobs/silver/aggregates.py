@@ -10,7 +10,8 @@
   track was played within the attribution window, skipped or liked.
 
 A play counts "from recommendations" when it quotes the ``request_id`` of a list that
-contained the track and started within the attribution window after the list was served.
+contained the track and started within the attribution window after the list was served
+(``attribute`` flags every play once; the daily tables aggregate the flagged plays).
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ def _count_when(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0)).cast("long")
 
 
-def attributed_plays(
+def attribute(
     listens: DataFrame, impressions: DataFrame, window_hours: int = DEFAULT_ATTRIBUTION_HOURS
 ) -> DataFrame:
-    """Plays that answer an impression: same request, user and track, inside the window."""
+    """``listens`` plus ``from_recommendation``: the play answers an impression (same
+    request, user and track, inside the window). One left join every aggregate shares;
+    an impression's key is (request, track), so no play is duplicated."""
     i, p = impressions.alias("i"), listens.alias("p")
     within = (
         (F.col("p.request_id") == F.col("i.request_id"))
@@ -63,27 +66,43 @@ def attributed_plays(
         & (F.col("p.played_at") >= F.col("i.served_at") - F.expr("INTERVAL 5 MINUTES"))
         & (F.col("p.played_at") <= F.col("i.served_at") + F.expr(f"INTERVAL {window_hours} HOURS"))
     )
-    return p.join(i, within, "left_semi")
+    return p.join(
+        i.select("request_id", "user_id", "track_id", "served_at"), within, "left"
+    ).select("p.*", F.col("i.served_at").isNotNull().alias("from_recommendation"))
 
 
 def recommendation_outcomes(
     impressions: DataFrame,
-    listens: DataFrame,
+    plays: DataFrame,
     feedback: DataFrame,
     window_hours: int = DEFAULT_ATTRIBUTION_HOURS,
 ) -> DataFrame:
-    plays = (
-        attributed_plays(listens, impressions, window_hours)
+    """One row per impression; ``plays``: listens with ``from_recommendation`` (see
+    ``attribute``). Feedback counts within the same window as plays, so an outcome only
+    ever depends on events dated near its impression."""
+    answers = (
+        plays.where("from_recommendation")
         .groupBy("request_id", "track_id")
         .agg(F.min("played_at").alias("first_played_at"))
     )
-    reactions = feedback.groupBy("request_id", "track_id").agg(
-        F.max(F.col("action") == "skip").alias("skipped"),
-        F.max(F.col("action") == "like").alias("liked"),
-        F.max(F.col("action") == "dislike").alias("disliked"),
+    i, f = impressions.alias("i"), feedback.alias("f")
+    in_window = (
+        (F.col("f.request_id") == F.col("i.request_id"))
+        & (F.col("f.track_id") == F.col("i.track_id"))
+        & (F.col("f.given_at") >= F.col("i.served_at") - F.expr("INTERVAL 5 MINUTES"))
+        & (F.col("f.given_at") <= F.col("i.served_at") + F.expr(f"INTERVAL {window_hours} HOURS"))
+    )
+    reactions = (
+        f.join(i.select("request_id", "track_id", "served_at"), in_window, "left_semi")
+        .groupBy("request_id", "track_id")
+        .agg(
+            F.max(F.col("action") == "skip").alias("skipped"),
+            F.max(F.col("action") == "like").alias("liked"),
+            F.max(F.col("action") == "dislike").alias("disliked"),
+        )
     )
     return (
-        impressions.join(plays, ["request_id", "track_id"], "left")
+        impressions.join(answers, ["request_id", "track_id"], "left")
         .join(reactions, ["request_id", "track_id"], "left")
         .select(
             "impression_date",
@@ -102,27 +121,17 @@ def recommendation_outcomes(
     )
 
 
-def track_daily_stats(
-    listens: DataFrame,
-    impressions: DataFrame,
-    feedback: DataFrame,
-    window_hours: int = DEFAULT_ATTRIBUTION_HOURS,
-) -> DataFrame:
-    from_recs = attributed_plays(listens, impressions, window_hours).select(
-        "event_id", F.lit(True).alias("from_recommendation")
+def track_daily_stats(plays: DataFrame, impressions: DataFrame, feedback: DataFrame) -> DataFrame:
+    """``plays``: listens with ``from_recommendation`` (see ``attribute``)."""
+    played = plays.groupBy(F.col("play_date").alias("date"), "track_id").agg(
+        F.count("*").alias("plays"),
+        _count_when(F.col("from_recommendation")).alias("plays_from_recommendations"),
+        F.countDistinct("user_id").alias("unique_listeners"),
+        F.sum("ms_played").alias("ms_played"),
     )
-    plays = (
-        listens.join(from_recs, "event_id", "left")
-        .groupBy(F.col("play_date").alias("date"), "track_id")
-        .agg(
-            F.count("*").alias("plays"),
-            _count_when(F.col("from_recommendation")).alias("plays_from_recommendations"),
-            F.countDistinct("user_id").alias("unique_listeners"),
-            F.sum("ms_played").alias("ms_played"),
-        )
-    )
+    # (request, track) is the impression key: counting rows counts distinct lists.
     shown = impressions.groupBy(F.col("impression_date").alias("date"), "track_id").agg(
-        F.countDistinct("request_id").alias("impressions"),
+        F.count("*").alias("impressions"),
         F.count("*").alias("times_recommended"),
     )
     reactions = feedback.groupBy(F.col("feedback_date").alias("date"), "track_id").agg(
@@ -130,7 +139,7 @@ def track_daily_stats(
         _count_when(F.col("action") == "like").alias("likes"),
     )
     return (
-        plays.join(shown, ["date", "track_id"], "full")
+        played.join(shown, ["date", "track_id"], "full")
         .join(reactions, ["date", "track_id"], "full")
         .select(
             "date",
@@ -140,26 +149,18 @@ def track_daily_stats(
     )
 
 
-def user_daily_stats(
-    listens: DataFrame, impressions: DataFrame, window_hours: int = DEFAULT_ATTRIBUTION_HOURS
-) -> DataFrame:
-    from_recs = attributed_plays(listens, impressions, window_hours).select(
-        "event_id", F.lit(True).alias("from_recommendation")
-    )
-    plays = (
-        listens.join(from_recs, "event_id", "left")
-        .groupBy(F.col("play_date").alias("date"), "user_id")
-        .agg(
-            F.count("*").alias("plays"),
-            F.countDistinct("track_id").alias("distinct_tracks"),
-            F.sum("ms_played").alias("ms_played"),
-            _count_when(F.col("from_recommendation")).alias("recommended_tracks_played"),
-        )
+def user_daily_stats(plays: DataFrame, impressions: DataFrame) -> DataFrame:
+    """``plays``: listens with ``from_recommendation`` (see ``attribute``)."""
+    played = plays.groupBy(F.col("play_date").alias("date"), "user_id").agg(
+        F.count("*").alias("plays"),
+        F.countDistinct("track_id").alias("distinct_tracks"),
+        F.sum("ms_played").alias("ms_played"),
+        _count_when(F.col("from_recommendation")).alias("recommended_tracks_played"),
     )
     received = impressions.groupBy(F.col("impression_date").alias("date"), "user_id").agg(
         F.countDistinct("request_id").alias("recommendations_received")
     )
-    return plays.join(received, ["date", "user_id"], "full").select(
+    return played.join(received, ["date", "user_id"], "full").select(
         "date",
         "user_id",
         *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in USER_DAILY_COUNTS],
@@ -167,23 +168,21 @@ def user_daily_stats(
 
 
 def user_track_interactions(
-    listens: DataFrame,
-    impressions: DataFrame,
-    feedback: DataFrame,
-    window_hours: int = DEFAULT_ATTRIBUTION_HOURS,
+    listens: DataFrame, impressions: DataFrame, answered: DataFrame, feedback: DataFrame
 ) -> DataFrame:
+    """Interaction counts of the given events; ``answered``: played outcomes (one row per
+    answered impression). Counts are additive, so the table is kept up to date by adding
+    the counts of each run's new events (``add_interactions``)."""
     played = listens.groupBy("user_id", "track_id").agg(
         F.count("*").alias("play_count"),
         F.sum("ms_played").alias("ms_played"),
         F.max("played_at").alias("last_played_at"),
     )
     recommended = impressions.groupBy("user_id", "track_id").agg(
-        F.countDistinct("request_id").alias("recommended_count")
+        F.count("*").alias("recommended_count")
     )
-    answered = (
-        attributed_plays(listens, impressions, window_hours)
-        .groupBy("user_id", "track_id")
-        .agg(F.countDistinct("request_id").alias("recommended_and_played"))
+    played_recommended = answered.groupBy("user_id", "track_id").agg(
+        F.count("*").alias("recommended_and_played")
     )
     reactions = feedback.groupBy("user_id", "track_id").agg(
         _count_when(F.col("action") == "skip").alias("skips"),
@@ -193,11 +192,26 @@ def user_track_interactions(
     keys = ["user_id", "track_id"]
     return (
         played.join(recommended, keys, "full")
-        .join(answered, keys, "full")
+        .join(played_recommended, keys, "full")
         .join(reactions, keys, "full")
         .select(
             *keys,
             *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in INTERACTION_COUNTS],
             "last_played_at",
         )
+    )
+
+
+def add_interactions(current: DataFrame, increment: DataFrame) -> DataFrame:
+    """The new rows of every (user, track) in ``increment``: current counts plus increment."""
+    keys = ["user_id", "track_id"]
+    c = current.join(increment.select(*keys), keys, "semi").alias("c")
+    return c.join(increment.alias("n"), keys, "full").select(
+        *keys,
+        *[
+            (F.coalesce(f"c.{k}", F.lit(0)) + F.coalesce(f"n.{k}", F.lit(0))).alias(k)
+            for k in INTERACTION_COUNTS
+        ],
+        # greatest() skips nulls: a pair recommended but never played stays null.
+        F.greatest("c.last_played_at", "n.last_played_at").alias("last_played_at"),
     )

@@ -118,13 +118,25 @@ def _in(column: str, dates: list[date]):
     return F.col(column).isin([d.isoformat() for d in dates]) if dates else F.lit(False)
 
 
+def _around(dates: list[date], before: int, after: int) -> list[date]:
+    return sorted({d + timedelta(days=k) for d in dates for k in range(-before, after + 1)})
+
+
 def stage(
     spark: SparkSession,
     settings: Settings,
     run: SilverRun,
     window_hours: int = aggregates.DEFAULT_ATTRIBUTION_HOURS,
 ) -> dict:
-    """Compute and stage every Silver change of ``run``; returns (and stores) the manifest."""
+    """Compute and stage every Silver change of ``run``; returns (and stores) the manifest.
+
+    Reads only the dates the run touches (plus the attribution window around them), so a
+    day costs the same on top of a week or a year of history."""
+    _finish_interrupted_publish(spark, settings, run)
+    # What the staged rows are computed from: publish refuses if any of it moved since.
+    base_versions = {
+        n: _latest_commit(spark, t.path(settings))[0] for n, t in SILVER_TABLES.items()
+    }
     incoming = {
         name: TRANSFORM_OF[name](bronze_slice(spark, settings, BRONZE_OF[name], run))
         for name in TRANSFORM_OF
@@ -140,18 +152,22 @@ def stage(
         new[table.name] = (
             incoming[table.name].join(known.select(*keys), keys, "left_anti").persist()
         )
-    daily_dates = sorted(set().union(*touched.values()))
     everything = {name: published[name].unionByName(new[name]) for name in incoming}
+    # A play or reaction at time t answers a list served in [t - window, t + 5 minutes].
     window_days = window_hours // 24 + 1
-    lookback = [d - timedelta(days=k) for d in daily_dates for k in range(window_days + 1)]
 
     def on(name: str, dates: list[date]) -> DataFrame:
         return everything[name].where(_in(SILVER_TABLES[name].date_column, dates))
 
-    listens_d, feedback_d = on("listens", daily_dates), on("feedback", daily_dates)
-    impressions_lb = on("impressions", sorted(set(lookback)))
+    daily_dates = sorted(set().union(*touched.values()))
+    plays = aggregates.attribute(
+        on("listens", daily_dates),
+        on("impressions", _around(daily_dates, window_days, 1)),
+        window_hours,
+    ).persist()
     # Outcomes live on the impression's date: a late play re-opens the list it answers.
-    answered = everything["impressions"].join(
+    answering = sorted(set(touched["listens"]) | set(touched["feedback"]))
+    answered_lists = on("impressions", _around(answering, window_days, 1)).join(
         incoming["listens"]
         .select("request_id")
         .union(incoming["feedback"].select("request_id"))
@@ -159,57 +175,75 @@ def stage(
         "request_id",
         "semi",
     )
-    outcome_dates = sorted(set(touched["impressions"]) | set(_dates(answered, "impression_date")))
-    impressions_o = on("impressions", outcome_dates)
-    requests = impressions_o.select("request_id").distinct()
-    listens_o = everything["listens"].join(requests, "request_id", "semi")
-    feedback_o = everything["feedback"].join(requests, "request_id", "semi")
-    users = (
-        incoming["listens"]
-        .select("user_id")
-        .union(incoming["impressions"].select("user_id"))
-        .union(incoming["feedback"].select("user_id"))
-        .distinct()
+    outcome_dates = sorted(
+        set(touched["impressions"]) | set(_dates(answered_lists, "impression_date"))
     )
-
-    def of_users(name: str) -> DataFrame:
-        return everything[name].join(users, "user_id", "semi")
-
+    answer_window = _around(outcome_dates, 1, window_days)
     staged = {
         **new,
         "track_daily_stats": aggregates.track_daily_stats(
-            listens_d, impressions_lb, feedback_d, window_hours
+            plays, on("impressions", daily_dates), on("feedback", daily_dates)
         ).where(_in("date", daily_dates)),
         "user_daily_stats": aggregates.user_daily_stats(
-            listens_d, impressions_lb, window_hours
+            plays, on("impressions", daily_dates)
         ).where(_in("date", daily_dates)),
         "recommendation_outcomes": aggregates.recommendation_outcomes(
-            impressions_o, listens_o, feedback_o, window_hours
-        ),
-        "user_track_interactions": aggregates.user_track_interactions(
-            of_users("listens"), of_users("impressions"), of_users("feedback"), window_hours
+            on("impressions", outcome_dates),
+            aggregates.attribute(
+                on("listens", answer_window), on("impressions", outcome_dates), window_hours
+            ),
+            on("feedback", answer_window),
+            window_hours,
         ),
     }
     manifest = {
         "run_id": run.run_id,
         "start": run.start.isoformat(),
         "end": run.end.isoformat(),
+        "staged_at": datetime.now(UTC).isoformat(),
+        "base_versions": base_versions,
         "tables": {},
     }
-    # The dates each daily table replaces when published (events and all-time tables merge).
-    replaced = {
+    # The dates each table's publication touches: replaced for the daily tables, the
+    # only partitions a new event's key can already be in for the event tables.
+    dates_of = {
+        **touched,
         "track_daily_stats": daily_dates,
         "user_daily_stats": daily_dates,
         "recommendation_outcomes": outcome_dates,
     }
-    for name, df in staged.items():
+
+    def write(name: str, df: DataFrame) -> DataFrame:
         path = run.staging(settings, name)
         df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
-        dates = replaced.get(name, [])
+        written = spark.read.format("delta").load(path)
         manifest["tables"][name] = {
-            "rows": spark.read.format("delta").load(path).count(),
-            "dates": [d.isoformat() for d in dates],
+            "rows": written.count(),
+            "dates": [d.isoformat() for d in dates_of.get(name, [])],
         }
+        return written
+
+    for name, df in staged.items():
+        write(name, df)
+    # All-time interactions: the published counts of every pair the new events touch, plus
+    # those events' counts (an answered list counts once, when its outcome turns played).
+    outcomes = spark.read.format("delta").load(run.staging(settings, "recommendation_outcomes"))
+    was_played = _published(spark, settings, "recommendation_outcomes", outcomes).where(
+        _in("impression_date", outcome_dates) & F.col("played")
+    )
+    newly_answered = outcomes.where("played").join(
+        was_played.select("request_id", "track_id"), ["request_id", "track_id"], "left_anti"
+    )
+    increment = aggregates.user_track_interactions(
+        new["listens"], new["impressions"], newly_answered, new["feedback"]
+    )
+    write(
+        "user_track_interactions",
+        aggregates.add_interactions(
+            _published(spark, settings, "user_track_interactions", increment), increment
+        ),
+    )
+    plays.unpersist()
     for df in new.values():
         df.unpersist()
     _put_json(settings, f"{_staging_key(run)}/manifest.json", manifest)
@@ -231,14 +265,20 @@ def _put_json(settings: Settings, key: str, value: dict) -> None:
     )
 
 
-def read_manifest(settings: Settings, run: SilverRun) -> dict:
+def _get_json(settings: Settings, key: str) -> dict | None:
+    s3 = s3_client(settings)
     try:
-        obj = s3_client(settings).get_object(
-            Bucket=settings.lakehouse_bucket, Key=f"{_staging_key(run)}/manifest.json"
-        )
-    except s3_client(settings).exceptions.NoSuchKey as exc:
-        raise MissingInputError(f"run {run.run_id} has nothing staged: stage it first") from exc
+        obj = s3.get_object(Bucket=settings.lakehouse_bucket, Key=key)
+    except s3.exceptions.NoSuchKey:
+        return None
     return json.loads(obj["Body"].read())
+
+
+def read_manifest(settings: Settings, run: SilverRun) -> dict:
+    manifest = _get_json(settings, f"{_staging_key(run)}/manifest.json")
+    if manifest is None:
+        raise MissingInputError(f"run {run.run_id} has nothing staged: stage it first")
+    return manifest
 
 
 def _usual_rows(spark: SparkSession, settings: Settings, table: str) -> float | None:
@@ -271,42 +311,107 @@ def validate_silver(
     return reports
 
 
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+class StaleStagingError(RuntimeError):
+    """A table changed between staging and publishing: the staged rows are out of date."""
+
+
+def _publishing_marker(run: SilverRun) -> str:
+    return f"{_staging_key(run)}/publishing.json"
+
+
+def _commit_tag(manifest: dict) -> str:
+    return f"tunelake silver {manifest['run_id']} staged {manifest['staged_at']}"
+
+
+def _latest_commit(spark: SparkSession, path: str) -> tuple[int, str | None]:
+    """(version, user metadata) of the table's last commit; (-1, None) if there is none."""
+    if not _exists(spark, path):
+        return -1, None
+    latest = DeltaTable.forPath(spark, path).history(1).first()
+    return latest["version"], latest["userMetadata"]
+
+
+def _refuse_if_stale(spark: SparkSession, settings: Settings, manifest: dict) -> None:
+    stale = []
+    for name in manifest["tables"]:
+        version, tag = _latest_commit(spark, SILVER_TABLES[name].path(settings))
+        base = manifest["base_versions"][name]
+        if version != base and tag != _commit_tag(manifest):
+            stale.append(f"{name} (staged on version {base}, now {version})")
+    if stale:
+        raise StaleStagingError(
+            f"run {manifest['run_id']}: Silver changed after it was staged: "
+            f"{', '.join(stale)}; stage it again"
+        )
+
+
 def _publish_table(
-    spark: SparkSession, settings: Settings, run: SilverRun, name: str, dates: list[str]
+    spark: SparkSession, settings: Settings, run: SilverRun, manifest: dict, name: str
 ) -> None:
     table = SILVER_TABLES[name]
-    staged = spark.read.format("delta").load(run.staging(settings, name))
     path = table.path(settings)
+    dates = manifest["tables"][name]["dates"]
+    if _latest_commit(spark, path)[1] == _commit_tag(manifest):
+        return  # a retried publish: this table already holds the staging
+    staged = spark.read.format("delta").load(run.staging(settings, name))
     if not _exists(spark, path):
         writer = staged.write.format("delta").mode("overwrite")
         if table.date_column:
             writer = writer.partitionBy(table.date_column)
+        if table.publish is Publish.UPSERT:
+            # Each run updates pairs spread over every file: deletion vectors let the MERGE
+            # mark the old rows instead of rewriting the whole table.
+            writer = writer.option("delta.enableDeletionVectors", "true")
         writer.save(path)
         return
-    if table.publish is Publish.REPLACE_DATES:
-        if not dates:
-            return
-        predicate = f"{table.date_column} IN ({', '.join(repr(d) for d in dates)})"
-        (
-            staged.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", predicate)
-            .save(path)
-        )
+    if manifest["tables"][name]["rows"] == 0 and table.publish is not Publish.REPLACE_DATES:
         return
-    match = " AND ".join(f"t.{k} = s.{k}" for k in table.keys)
-    merge = DeltaTable.forPath(spark, path).alias("t").merge(staged.alias("s"), match)
     if table.publish is Publish.UPSERT:
-        merge = merge.whenMatchedUpdateAll()
-    merge.whenNotMatchedInsertAll().execute()
+        match = " AND ".join(f"t.{k} = s.{k}" for k in table.keys)
+        DeltaTable.forPath(spark, path).alias("t").merge(
+            staged.alias("s"), match
+        ).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+        return
+    if not dates:
+        return
+    in_dates = f"{table.date_column} IN ({', '.join(repr(d) for d in dates)})"
+    if table.publish is Publish.REPLACE_DATES:
+        staged.write.format("delta").mode("overwrite").option("replaceWhere", in_dates).save(path)
+        return
+    # Insert-new events: the date bound lets the MERGE read only the touched partitions.
+    match = " AND ".join([f"t.{in_dates}", *(f"t.{k} = s.{k}" for k in table.keys)])
+    DeltaTable.forPath(spark, path).alias("t").merge(
+        staged.alias("s"), match
+    ).whenNotMatchedInsertAll().execute()
 
 
 def publish(spark: SparkSession, settings: Settings, run: SilverRun) -> dict[str, int]:
+    """Publish every staged table. Each step is idempotent and the start is recorded, so an
+    interrupted publish is finished by a retry, or by the next ``stage`` of the run."""
     manifest = read_manifest(settings, run)
-    for name, info in manifest["tables"].items():
-        _publish_table(spark, settings, run, name, info["dates"])
+    _refuse_if_stale(spark, settings, manifest)
+    _put_json(settings, _publishing_marker(run), {"staged_at": manifest["staged_at"]})
+    # Every commit carries the staging's tag: Silver history names the run behind each
+    # version, and a retry can tell which tables it already reached.
+    spark.conf.set(USER_METADATA, _commit_tag(manifest))
+    try:
+        for name in manifest["tables"]:
+            _publish_table(spark, settings, run, manifest, name)
+    finally:
+        spark.conf.unset(USER_METADATA)
+    s3_client(settings).delete_object(Bucket=settings.lakehouse_bucket, Key=_publishing_marker(run))
     log.info("published silver run %s", run.run_id)
     return {name: info["rows"] for name, info in manifest["tables"].items()}
+
+
+def _finish_interrupted_publish(spark: SparkSession, settings: Settings, run: SilverRun) -> None:
+    """Restaging over a half-published run would lose its not-yet-published counts."""
+    if _get_json(settings, _publishing_marker(run)) is not None:
+        log.warning("run %s was partly published: finishing that first", run.run_id)
+        publish(spark, settings, run)
 
 
 def build(spark: SparkSession, settings: Settings, run: SilverRun) -> dict[str, int]:

@@ -141,6 +141,61 @@ def test_a_late_event_re_merges_into_its_own_day(spark, lake):
     assert users.where(f"user_id = 'u9' AND date = '{long_ago.date()}'").count() == 1
 
 
+def interactions_of(spark, settings, user: str) -> dict:
+    path = SILVER_TABLES["user_track_interactions"].path(settings)
+    rows = spark.read.format("delta").load(path).where(f"user_id = '{user}'").collect()
+    return {r.track_id: r for r in rows}
+
+
+def test_an_interrupted_publish_is_finished_before_its_run_is_staged_again(
+    spark, lake, monkeypatch
+):
+    settings, producer = lake
+    producer.publish(Stream.LISTENS, [listen("u-cut", "t1", datetime.now(UTC), 1500)])
+    bronze(spark, settings, list(Stream), once=True)
+    run = build.SilverRun.for_dates(TODAY, TODAY)
+    build.validate_bronze(spark, settings, run)
+    build.stage(spark, settings, run)
+    build.validate_silver(spark, settings, run)
+    publish_table = build._publish_table
+
+    def killed_before_interactions(spark, settings, run, manifest, name):
+        if name == "user_track_interactions":
+            raise RuntimeError("publish killed")
+        publish_table(spark, settings, run, manifest, name)
+
+    monkeypatch.setattr(build, "_publish_table", killed_before_interactions)
+    with pytest.raises(RuntimeError, match="publish killed"):
+        build.publish(spark, settings, run)
+    monkeypatch.undo()
+    listens = spark.read.format("delta").load(SILVER_TABLES["listens"].path(settings))
+    assert listens.where("user_id = 'u-cut'").count() == 1  # the event made it, its counts not
+    assert interactions_of(spark, settings, "u-cut") == {}
+
+    # Staging again finds the event published: only finishing the cut publish keeps its counts.
+    run_day(spark, settings)
+    run_day(spark, settings)
+
+    counts = interactions_of(spark, settings, "u-cut")["t1"]
+    assert (counts.play_count, counts.ms_played) == (1, 1500)
+
+
+def test_a_run_staged_before_another_run_published_is_not_published(spark, lake):
+    settings, producer = lake
+    producer.publish(Stream.LISTENS, [listen("u-stale", "t1", datetime.now(UTC), 10)])
+    bronze(spark, settings, list(Stream), once=True)
+    early = build.SilverRun.for_dates(TODAY, TODAY, run_id="staged-early")
+    build.stage(spark, settings, early)
+    build.build(spark, settings, build.SilverRun.for_dates(TODAY, TODAY))
+    before = snapshot(spark, settings)
+
+    with pytest.raises(build.StaleStagingError, match="stage it again"):
+        build.publish(spark, settings, early)
+
+    assert snapshot(spark, settings) == before
+    assert interactions_of(spark, settings, "u-stale")["t1"].play_count == 1
+
+
 def test_a_bad_bronze_batch_fails_validation_and_nothing_is_published(spark, lake):
     settings, _ = lake
     published_before = snapshot(spark, settings)

@@ -65,6 +65,11 @@ def make_feedback(spark, rows):
     return events.feedback(spark.createDataFrame(full, BRONZE_FEEDBACK))
 
 
+def outcomes_of(impressions, listens, feedback):
+    plays = aggregates.attribute(listens, impressions)
+    return aggregates.recommendation_outcomes(impressions, plays, feedback)
+
+
 def by(rows, *keys):
     return {tuple(r[k] for k in keys): r for r in rows}
 
@@ -106,9 +111,7 @@ def test_impressions_explode_one_row_per_recommended_track(spark):
 def test_attribution_window(spark, played_after_hours, attributed):
     impressions = make_impressions(spark, [("r1", "u1", at(0), ["t1", "t2"])])
     listens = make_listens(spark, [("e1", "u1", "t1", at(played_after_hours), 100, "r1")])
-    outcomes = aggregates.recommendation_outcomes(
-        impressions, listens, make_feedback(spark, []).limit(0)
-    ).collect()
+    outcomes = outcomes_of(impressions, listens, make_feedback(spark, []).limit(0)).collect()
     assert by(outcomes, "track_id")[("t1",)].played is attributed
     assert by(outcomes, "track_id")[("t2",)].played is False
 
@@ -123,9 +126,7 @@ def test_attribution_needs_the_same_user_track_and_request(spark):
             ("e3", "u1", "t1", at(1), 100, None),  # the track, but not via the list
         ],
     )
-    [outcome] = aggregates.recommendation_outcomes(
-        impressions, listens, make_feedback(spark, []).limit(0)
-    ).collect()
+    [outcome] = outcomes_of(impressions, listens, make_feedback(spark, []).limit(0)).collect()
     assert outcome.played is False
 
 
@@ -139,9 +140,7 @@ def test_outcomes_carry_skips_and_likes(spark):
         ],
     )
     listens = make_listens(spark, [("e1", "u1", "t2", at(0.2), 100, "r1")])
-    outcomes = by(
-        aggregates.recommendation_outcomes(impressions, listens, feedback).collect(), "track_id"
-    )
+    outcomes = by(outcomes_of(impressions, listens, feedback).collect(), "track_id")
     assert (outcomes[("t1",)].skipped, outcomes[("t1",)].played) == (True, False)
     assert (outcomes[("t2",)].liked, outcomes[("t2",)].played) == (True, True)
     assert (outcomes[("t3",)].skipped, outcomes[("t3",)].liked) == (False, False)
@@ -169,7 +168,11 @@ def test_track_daily_stats(spark):
         spark, [("f1", "u2", "r2", "t1", "skip", at(0.1)), ("f2", "u1", "r1", "t1", "like", at(1))]
     )
     stats = by(
-        aggregates.track_daily_stats(listens, impressions, feedback).collect(), "date", "track_id"
+        aggregates.track_daily_stats(
+            aggregates.attribute(listens, impressions), impressions, feedback
+        ).collect(),
+        "date",
+        "track_id",
     )
     t1 = stats[(date(2026, 11, 20), "t1")]
     assert (
@@ -200,7 +203,9 @@ def test_user_daily_stats(spark):
             ("e3", "u1", "t4", at(0.7), 10, None),
         ],
     )
-    [row] = aggregates.user_daily_stats(listens, impressions).collect()
+    [row] = aggregates.user_daily_stats(
+        aggregates.attribute(listens, impressions), impressions
+    ).collect()
     assert (
         row.plays,
         row.distinct_tracks,
@@ -208,6 +213,12 @@ def test_user_daily_stats(spark):
         row.recommendations_received,
         row.recommended_tracks_played,
     ) == (3, 2, 2010, 2, 1)
+
+
+def interactions(listens, impressions, feedback):
+    """All-time interactions of the given events, as a full rebuild computes them."""
+    answered = outcomes_of(impressions, listens, feedback).where("played")
+    return aggregates.user_track_interactions(listens, impressions, answered, feedback)
 
 
 def test_user_track_interactions(spark):
@@ -226,11 +237,7 @@ def test_user_track_interactions(spark):
         spark,
         [("f1", "u1", "r2", "t1", "skip", at(30.1)), ("f2", "u1", "r1", "t1", "dislike", at(2))],
     )
-    rows = by(
-        aggregates.user_track_interactions(listens, impressions, feedback).collect(),
-        "user_id",
-        "track_id",
-    )
+    rows = by(interactions(listens, impressions, feedback).collect(), "user_id", "track_id")
     u1 = rows[("u1", "t1")]
     assert (
         u1.play_count,
@@ -248,11 +255,70 @@ def test_user_track_interactions(spark):
 def test_null_ids_do_not_invent_attribution(spark):
     impressions = make_impressions(spark, [("r1", "u1", at(0), ["t1"])])
     listens = make_listens(spark, [("e1", "u1", "t1", at(1), 100, None)])
-    [outcome] = aggregates.recommendation_outcomes(
-        impressions, listens, make_feedback(spark, []).limit(0)
-    ).collect()
+    [outcome] = outcomes_of(impressions, listens, make_feedback(spark, []).limit(0)).collect()
     assert outcome.played is False  # a null request_id never matches a list
     stats = aggregates.track_daily_stats(
-        listens, impressions, make_feedback(spark, []).limit(0)
+        aggregates.attribute(listens, impressions), impressions, make_feedback(spark, []).limit(0)
     ).first()
     assert stats.plays_from_recommendations == 0
+
+
+def test_interactions_grow_by_each_runs_increment_to_the_full_rebuild(spark):
+    """Day two's increment (its new events, and lists its plays newly answered) added to
+    day one's table equals the table rebuilt from both days."""
+    day1 = {
+        "impressions": [("r1", "u1", at(0), ["t1", "t2"])],
+        "listens": [("e1", "u1", "t1", at(1), 1000, "r1"), ("e2", "u2", "t3", at(2), 5, None)],
+        "feedback": [("f1", "u1", "r1", "t2", "skip", at(1))],
+    }
+    day2 = {  # a late play answering yesterday's list, and a new list
+        "impressions": [("r2", "u1", at(25), ["t1"])],
+        "listens": [
+            ("e3", "u1", "t2", at(20), 700, "r1"),
+            ("e4", "u1", "t1", at(26), 300, "r2"),
+        ],
+        "feedback": [("f2", "u1", "r2", "t1", "like", at(26))],
+    }
+
+    def frames(days):
+        rows = {k: [r for d in days for r in d[k]] for k in ("impressions", "listens", "feedback")}
+        return (
+            make_listens(spark, rows["listens"]),
+            make_impressions(spark, rows["impressions"]),
+            make_feedback(spark, rows["feedback"]),
+        )
+
+    def played(listens, impressions, feedback):
+        return outcomes_of(impressions, listens, feedback).where("played")
+
+    first = interactions(*frames([day1]))
+    new_l, new_i, new_f = frames([day2])
+    all_l, all_i, all_f = frames([day1, day2])
+    newly_answered = played(all_l, all_i, all_f).join(
+        played(*frames([day1])).select("request_id", "track_id"),
+        ["request_id", "track_id"],
+        "left_anti",
+    )
+    increment = aggregates.user_track_interactions(new_l, new_i, newly_answered, new_f)
+    grown = aggregates.add_interactions(first, increment).unionByName(
+        first.join(increment.select("user_id", "track_id"), ["user_id", "track_id"], "left_anti")
+    )
+
+    assert sorted(map(tuple, grown.collect())) == sorted(
+        map(tuple, interactions(all_l, all_i, all_f).collect())
+    )
+    u1t2 = by(grown.collect(), "user_id", "track_id")[("u1", "t2")]
+    assert (u1t2.play_count, u1t2.recommended_and_played, u1t2.skips) == (1, 1, 1)
+
+
+def test_feedback_counts_toward_an_outcome_only_inside_the_window(spark):
+    impressions = make_impressions(spark, [("r1", "u1", at(0), ["t1", "t2"])])
+    feedback = make_feedback(
+        spark,
+        [("f1", "u1", "r1", "t1", "like", at(2)), ("f2", "u1", "r1", "t2", "like", at(30))],
+    )
+    outcomes = by(
+        outcomes_of(impressions, make_listens(spark, []), feedback).collect(),
+        "track_id",
+    )
+    assert (outcomes[("t1",)].liked, outcomes[("t2",)].liked) == (True, False)
