@@ -34,7 +34,7 @@ from spark_jobs.common.session import build_spark
 from spark_jobs.silver import aggregates, build, events
 from tunelake.clients import arrow_s3_filesystem, s3_client
 from tunelake.settings import Settings, get_settings
-from tunelake.stack.probes import ensure_buckets
+from tunelake.stack.probes import drop_bucket, ensure_buckets
 
 DAY0 = date(2026, 10, 1)
 USERS, TRACKS = 50_000, 20_000
@@ -346,11 +346,16 @@ def duckdb_aggregation(settings: Settings) -> tuple[float, dict]:
     return elapsed, found
 
 
-def daily_run(spark: SparkSession, settings: Settings, day: int) -> float:
+def daily_run(spark: SparkSession, settings: Settings, day: int) -> dict[str, float]:
+    """Seconds per stage of the real daily job (what ``build.build`` chains)."""
     run = build.SilverRun.for_dates(DAY0 + timedelta(days=day), DAY0 + timedelta(days=day))
-    began = time.perf_counter()
-    build.build(spark, settings, run)
-    return time.perf_counter() - began
+    seconds = {}
+    for name, stage in build.STAGES.items():
+        if stage is not build.build:
+            began = time.perf_counter()
+            stage(spark, settings, run)
+            seconds[name] = time.perf_counter() - began
+    return seconds
 
 
 def lake(base: Settings, tag: str) -> Settings:
@@ -362,36 +367,58 @@ def lake(base: Settings, tag: str) -> Settings:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000, help="listens over 30 days")
+    parser.add_argument(
+        "--part", choices=("all", "engines", "history"), default="all", help="what to measure"
+    )
     args = parser.parse_args()
     base = get_settings()
     spark = build_spark(base, "bench-silver")
     per_day = args.events // 30
 
-    history30 = lake(base, "h30")
+    history30, history1 = lake(base, "h30"), lake(base, "h1")
+    try:
+        if args.part in ("all", "engines"):
+            compare_engines(spark, history30, args.events, per_day)
+        else:
+            write_bronze(spark, history30, per_day, first_day=0, days=30)
+        if args.part in ("all", "history"):
+            compare_histories(spark, history1, history30, per_day)
+    finally:
+        for settings in (history30, history1):
+            drop_bucket(settings, settings.lakehouse_bucket)
+
+
+def compare_engines(spark: SparkSession, history30: Settings, listens: int, per_day: int) -> None:
     write_bronze(spark, history30, per_day, first_day=0, days=30)
     spark_s, spark_totals = spark_aggregation(spark, history30)
     duck_s, duck_totals = duckdb_aggregation(history30)
     if spark_totals != duck_totals:
         raise SystemExit(f"the engines disagree: spark {spark_totals}, duckdb {duck_totals}")
     print(
-        f"aggregation over {args.events:,} listens: spark {spark_s:.1f}s, "
+        f"aggregation over {listens:,} listens: spark {spark_s:.1f}s, "
         f"duckdb {duck_s:.1f}s, ratio {spark_s / duck_s:.2f} (target <= 2)",
         flush=True,
     )
 
-    history1 = lake(base, "h1")
+
+def compare_histories(
+    spark: SparkSession, history1: Settings, history30: Settings, per_day: int
+) -> None:
+    """One new day on top of 1 and of 30 published days (history30 holds 30 Bronze days)."""
     write_bronze(spark, history1, per_day, first_day=29, days=1)
     daily_run(spark, history1, 29)
     build.build(spark, history30, build.SilverRun.for_dates(DAY0, DAY0 + timedelta(days=29)))
     for settings in (history1, history30):
         write_bronze(spark, settings, per_day, first_day=30, days=1)
-    one = daily_run(spark, history1, 30)
-    thirty = daily_run(spark, history30, 30)
+    stages = {"1 day": daily_run(spark, history1, 30), "30 days": daily_run(spark, history30, 30)}
+    one, thirty = (sum(s.values()) for s in stages.values())
     print(
         f"daily run ({per_day:,} listens) on 1 day of history: {one:.1f}s; on 30 days: "
         f"{thirty:.1f}s; ratio {thirty / one:.2f} (target: flat)",
         flush=True,
     )
+    for history, seconds in stages.items():
+        print(f"  on {history}: " + ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
 
 
 if __name__ == "__main__":

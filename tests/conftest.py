@@ -1,8 +1,9 @@
 """Shared fixtures: one Settings, one SparkSession per test session, and live-service guards.
 
 Tiers are marked by folder: ``tests/unit`` -> ``unit``, ``tests/integration`` ->
-``integration``. Integration tests never skip: a service that is not healthy fails every
-test that needs it with a message naming it.
+``integration``, ``tests/e2e`` -> ``e2e`` (the whole pipeline, as ``make demo`` runs it).
+Live-service tests never skip: a service that is not healthy fails every test that needs
+it with a message naming it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ for _name, _value in airflow_env(Settings()).items():
     else:
         os.environ.setdefault(_name, _value)
 
-TIER_BY_FOLDER = {"unit": pytest.mark.unit, "integration": pytest.mark.integration}
+TIER_BY_FOLDER = {
+    "unit": pytest.mark.unit,
+    "integration": pytest.mark.integration,
+    "e2e": pytest.mark.e2e,
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,7 +17,7 @@ from spark_jobs.bronze.ingest import run as bronze
 from spark_jobs.silver import build
 from spark_jobs.silver.tables import SILVER_TABLES
 from tunelake.clients import kafka_admin
-from tunelake.stack.probes import ensure_buckets, ensure_topics
+from tunelake.stack.probes import drop_bucket, ensure_buckets, ensure_topics
 
 TODAY = datetime.now(UTC).date()
 
@@ -56,6 +56,7 @@ def lake(kafka, registry, s3):
     admin = kafka_admin(settings)
     admin.delete_topics([STREAMS[s].topic(settings) for s in Stream])
     admin.close()
+    drop_bucket(settings, settings.lakehouse_bucket)
 
 
 def snapshot(spark, settings) -> dict[str, list]:

@@ -64,6 +64,16 @@ def ensure_buckets(settings: Settings, buckets: tuple[str, ...]) -> list[str]:
     return missing
 
 
+def drop_bucket(settings: Settings, bucket: str) -> None:
+    """Delete a bucket and everything in it (throwaway lakes of tests and benchmarks)."""
+    s3 = s3_client(settings)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    s3.delete_bucket(Bucket=bucket)
+
+
 def postgres_ready(settings: Settings) -> bool:
     try:
         with postgres_connect(settings, "postgres", connect_timeout=2) as conn:
