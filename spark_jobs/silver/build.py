@@ -213,36 +213,17 @@ def stage(
         "recommendation_outcomes": outcome_dates,
     }
 
-    def write(name: str, df: DataFrame) -> DataFrame:
+    def write(name: str, df: DataFrame) -> None:
         path = run.staging(settings, name)
         df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
-        written = spark.read.format("delta").load(path)
         manifest["tables"][name] = {
-            "rows": written.count(),
+            "rows": spark.read.format("delta").load(path).count(),
             "dates": [d.isoformat() for d in dates_of.get(name, [])],
         }
-        return written
 
     for name, df in staged.items():
         write(name, df)
-    # All-time interactions: the published counts of every pair the new events touch, plus
-    # those events' counts (an answered list counts once, when its outcome turns played).
-    outcomes = spark.read.format("delta").load(run.staging(settings, "recommendation_outcomes"))
-    was_played = _published(spark, settings, "recommendation_outcomes", outcomes).where(
-        _in("impression_date", outcome_dates) & F.col("played")
-    )
-    newly_answered = outcomes.where("played").join(
-        was_played.select("request_id", "track_id"), ["request_id", "track_id"], "left_anti"
-    )
-    increment = aggregates.user_track_interactions(
-        new["listens"], new["impressions"], newly_answered, new["feedback"]
-    )
-    write(
-        "user_track_interactions",
-        aggregates.add_interactions(
-            _published(spark, settings, "user_track_interactions", increment), increment
-        ),
-    )
+    write("user_track_interactions", _interactions(spark, settings, run, new, outcome_dates))
     plays.unpersist()
     for df in new.values():
         df.unpersist()
@@ -253,6 +234,30 @@ def stage(
         {k: v["rows"] for k, v in manifest["tables"].items()},
     )
     return manifest
+
+
+def _interactions(
+    spark: SparkSession,
+    settings: Settings,
+    run: SilverRun,
+    new: dict[str, DataFrame],
+    outcome_dates: list[date],
+) -> DataFrame:
+    """All-time interactions of every pair the new events touch: the published counts plus
+    those events' counts. An answered list counts once, when its outcome turns played
+    (the staged outcomes against the published ones)."""
+    outcomes = spark.read.format("delta").load(run.staging(settings, "recommendation_outcomes"))
+    was_played = _published(spark, settings, "recommendation_outcomes", outcomes).where(
+        _in("impression_date", outcome_dates) & F.col("played")
+    )
+    newly_answered = outcomes.where("played").join(
+        was_played.select("request_id", "track_id"), ["request_id", "track_id"], "left_anti"
+    )
+    increment = aggregates.user_track_interactions(
+        new["listens"], new["impressions"], newly_answered, new["feedback"]
+    )
+    current = _published(spark, settings, "user_track_interactions", increment)
+    return aggregates.add_interactions(current, increment)
 
 
 def _staging_key(run: SilverRun) -> str:
