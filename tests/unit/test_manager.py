@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
 from tunelake.settings import Settings
 from tunelake.stack import manager
+from tunelake.stack.process import wait_until
 from tunelake.stack.services import SERVICE_TYPES, all_services
 
 
@@ -48,10 +50,14 @@ def test_every_service_has_its_own_port(tmp_path):
 def test_describe_process_names_the_real_program(args, described):
     import subprocess
 
-    child = subprocess.Popen(
-        [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    argv = [sys.executable, *args]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmdline = Path(f"/proc/{child.pid}/cmdline")
     try:
+        # Until the child has exec'd, /proc shows a copy of this process (or nothing).
+        assert wait_until(
+            lambda: cmdline.read_bytes().decode().split("\0")[:-1] == argv, timeout_s=10
+        )
         assert manager.describe_process(child.pid) == (
             described or os.path.basename(sys.executable)
         )
