@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from ingestion.producer import PublishError
-from ingestion.streams import Stream
+from ingestion.streams import STREAMS, Stream
+from tunelake.clients import kafka_admin
+from tunelake.settings import Settings
+from tunelake.stack.probes import drop_bucket, ensure_buckets, ensure_topics
 
 CATALOG = [("t-hit", 100.0), ("t-mid", 10.0), ("t-tail", 1.0)]
 
@@ -37,3 +43,28 @@ def make_listens(n: int, **overrides) -> dict:
             for i in range(n)
         ]
     }
+
+
+@contextmanager
+def throwaway_lake(monkeypatch, prefix: str, **settings: str) -> Iterator[Settings]:
+    """Settings with a lakehouse bucket and topics of their own (and ``settings``), also in
+    the environment for the processes a test starts; both are deleted afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    overrides = {
+        "lakehouse_bucket": f"{prefix.replace('_', '-')}-{suffix}",
+        **{STREAMS[s].topic_setting: f"{prefix}_{s.value}_{suffix}" for s in Stream},
+        **settings,
+    }
+    for name, value in overrides.items():
+        monkeypatch.setenv(f"TUNELAKE_{name.upper()}", value)
+    lake = Settings()
+    topics = [STREAMS[s].topic(lake) for s in Stream]
+    ensure_buckets(lake, (lake.lakehouse_bucket,))
+    ensure_topics(lake, tuple(topics))
+    try:
+        yield lake
+    finally:
+        admin = kafka_admin(lake)
+        admin.delete_topics(topics)
+        admin.close()
+        drop_bucket(lake, lake.lakehouse_bucket)

@@ -7,16 +7,14 @@ service process it starts inherits), so it neither reads nor disturbs the stack'
 from __future__ import annotations
 
 import socket
-import uuid
+from collections.abc import Iterator
 
 import pytest
 
-from ingestion.streams import STREAMS, Stream
 from spark_jobs.silver.tables import SILVER_TABLES
-from tunelake.clients import kafka_admin
+from tests.support import throwaway_lake
 from tunelake.demo import run_demo
 from tunelake.settings import Settings
-from tunelake.stack.probes import drop_bucket, ensure_buckets, ensure_topics
 
 
 def free_port() -> int:
@@ -26,23 +24,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def own_lake(kafka, s3, registry, monkeypatch) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    overrides = {
-        "lakehouse_bucket": f"e2e-{suffix}",
-        "service_port": str(free_port()),
-        **{STREAMS[s].topic_setting: f"e2e_{s.value}_{suffix}" for s in Stream},
-    }
-    for name, value in overrides.items():
-        monkeypatch.setenv(f"TUNELAKE_{name.upper()}", value)
-    settings = Settings()
-    ensure_buckets(settings, (settings.lakehouse_bucket,))
-    ensure_topics(settings, tuple(STREAMS[s].topic(settings) for s in Stream))
-    yield settings
-    admin = kafka_admin(settings)
-    admin.delete_topics([STREAMS[s].topic(settings) for s in Stream])
-    admin.close()
-    drop_bucket(settings, settings.lakehouse_bucket)
+def own_lake(kafka, s3, registry, monkeypatch) -> Iterator[Settings]:
+    with throwaway_lake(monkeypatch, "e2e", service_port=str(free_port())) as lake:
+        yield lake
 
 
 def test_the_demo_runs_the_pipeline_end_to_end(spark, own_lake):

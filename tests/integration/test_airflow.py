@@ -9,27 +9,25 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from ingestion.producer import EventProducer
-from ingestion.streams import STREAMS, Stream
+from ingestion.streams import Stream
 from spark_jobs.bronze.ingest import run as bronze
 from spark_jobs.silver.tables import SILVER_TABLES
+from tests.support import throwaway_lake
 from tunelake.airflow_env import DAGS_FOLDER
-from tunelake.stack.probes import ensure_buckets, ensure_topics
 
 
-def test_silver_daily_runs_to_success(spark, kafka, registry, s3, monkeypatch):
-    suffix = uuid.uuid4().hex[:8]
-    overrides = {
-        "lakehouse_bucket": f"it-airflow-{suffix}",
-        **{STREAMS[s].topic_setting: f"it_af_{s.value}_{suffix}" for s in Stream},
-    }
-    for name, value in overrides.items():
-        monkeypatch.setenv(f"TUNELAKE_{name.upper()}", value)
-    settings = kafka.model_copy(update=overrides)
-    ensure_buckets(settings, (settings.lakehouse_bucket,))
-    ensure_topics(settings, tuple(STREAMS[s].topic(settings) for s in Stream))
+@pytest.fixture
+def own_lake(kafka, registry, s3, monkeypatch):
+    with throwaway_lake(monkeypatch, "it_af") as lake:
+        yield lake
+
+
+def test_silver_daily_runs_to_success(spark, own_lake):
+    settings = own_lake
     producer = EventProducer(settings)
     now = datetime.now(UTC)
     producer.publish(

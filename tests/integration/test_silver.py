@@ -16,8 +16,7 @@ from ingestion.streams import STREAMS, Stream
 from spark_jobs.bronze.ingest import run as bronze
 from spark_jobs.silver import build
 from spark_jobs.silver.tables import SILVER_TABLES
-from tunelake.clients import kafka_admin
-from tunelake.stack.probes import drop_bucket, ensure_buckets, ensure_topics
+from tests.support import throwaway_lake
 
 TODAY = datetime.now(UTC).date()
 
@@ -40,23 +39,11 @@ def listen(
 
 @pytest.fixture(scope="module")
 def lake(kafka, registry, s3):
-    suffix = uuid.uuid4().hex[:8]
-    settings = kafka.model_copy(
-        update={
-            "lakehouse_bucket": f"it-silver-{suffix}",
-            **{STREAMS[s].topic_setting: f"it_silver_{s.value}_{suffix}" for s in Stream},
-        }
-    )
-    ensure_buckets(settings, (settings.lakehouse_bucket,))
-    ensure_topics(settings, tuple(STREAMS[s].topic(settings) for s in Stream))
-    producer = EventProducer(settings)
-    producer.register_schemas()
-    yield settings, producer
-    producer.close()
-    admin = kafka_admin(settings)
-    admin.delete_topics([STREAMS[s].topic(settings) for s in Stream])
-    admin.close()
-    drop_bucket(settings, settings.lakehouse_bucket)
+    with pytest.MonkeyPatch.context() as env, throwaway_lake(env, "it_silver") as settings:
+        producer = EventProducer(settings)
+        producer.register_schemas()
+        yield settings, producer
+        producer.close()
 
 
 def snapshot(spark, settings) -> dict[str, list]:
