@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from ingestion.schemas import load_schema
 from ingestion.streams import STREAMS, Stream
+from service.models import FeedbackAction
 from spark_jobs.bronze.ingest import KAFKA_ROW_SCHEMA, decode, split, with_ingest_metadata
 from spark_jobs.common.session import build_spark
 from spark_jobs.silver import aggregates, build, events
@@ -122,10 +123,9 @@ def synthetic_bronze(
         )
         df = base.select("*", F.lit("popularity").alias("model_version"), items.alias("items"))
     else:
-        actions = F.array(*[F.lit(a) for a in ("play", "skip", "like", "dislike")])
-        df = base.select(
-            "*", F.element_at(actions, (F.floor(n / 3) % 4 + 1).cast("int")).alias("action")
-        )
+        actions = F.array(*[F.lit(a.value) for a in FeedbackAction])
+        pick = (F.floor(n / 3) % len(FeedbackAction) + 1).cast("int")
+        df = base.select("*", F.element_at(actions, pick).alias("action"))
     schema = bronze_schema(spark, stream)
     return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 

@@ -52,6 +52,18 @@ def _count_when(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0)).cast("long")
 
 
+def _answers(event: str, at: str, window_hours: int, *keys: str) -> Column:
+    """The join condition "event ``event`` answers impression ``i``": the same ``keys``,
+    and ``at`` from 5 minutes before the list was served (clock skew) to the window's end."""
+    served, time = F.col("i.served_at"), F.col(f"{event}.{at}")
+    condition = (time >= served - F.expr("INTERVAL 5 MINUTES")) & (
+        time <= served + F.expr(f"INTERVAL {window_hours} HOURS")
+    )
+    for key in keys:
+        condition = condition & (F.col(f"{event}.{key}") == F.col(f"i.{key}"))
+    return condition
+
+
 def attribute(
     listens: DataFrame, impressions: DataFrame, window_hours: int = DEFAULT_ATTRIBUTION_HOURS
 ) -> DataFrame:
@@ -59,13 +71,7 @@ def attribute(
     request, user and track, inside the window). One left join every aggregate shares;
     an impression's key is (request, track), so no play is duplicated."""
     i, p = impressions.alias("i"), listens.alias("p")
-    within = (
-        (F.col("p.request_id") == F.col("i.request_id"))
-        & (F.col("p.user_id") == F.col("i.user_id"))
-        & (F.col("p.track_id") == F.col("i.track_id"))
-        & (F.col("p.played_at") >= F.col("i.served_at") - F.expr("INTERVAL 5 MINUTES"))
-        & (F.col("p.played_at") <= F.col("i.served_at") + F.expr(f"INTERVAL {window_hours} HOURS"))
-    )
+    within = _answers("p", "played_at", window_hours, "request_id", "user_id", "track_id")
     return p.join(
         i.select("request_id", "user_id", "track_id", "served_at"), within, "left"
     ).select("p.*", F.col("i.served_at").isNotNull().alias("from_recommendation"))
@@ -86,12 +92,7 @@ def recommendation_outcomes(
         .agg(F.min("played_at").alias("first_played_at"))
     )
     i, f = impressions.alias("i"), feedback.alias("f")
-    in_window = (
-        (F.col("f.request_id") == F.col("i.request_id"))
-        & (F.col("f.track_id") == F.col("i.track_id"))
-        & (F.col("f.given_at") >= F.col("i.served_at") - F.expr("INTERVAL 5 MINUTES"))
-        & (F.col("f.given_at") <= F.col("i.served_at") + F.expr(f"INTERVAL {window_hours} HOURS"))
-    )
+    in_window = _answers("f", "given_at", window_hours, "request_id", "track_id")
     reactions = (
         f.join(i.select("request_id", "track_id", "served_at"), in_window, "left_semi")
         .groupBy("request_id", "track_id")
@@ -200,6 +201,13 @@ def user_track_interactions(
             "last_played_at",
         )
     )
+
+
+def newly_answered(outcomes: DataFrame, before: DataFrame) -> DataFrame:
+    """The played ``outcomes`` that were not played in ``before`` (the published outcomes):
+    the impressions a run's events answered for the first time."""
+    keys = ["request_id", "track_id"]
+    return outcomes.where("played").join(before.where("played").select(*keys), keys, "left_anti")
 
 
 def add_interactions(current: DataFrame, increment: DataFrame) -> DataFrame:

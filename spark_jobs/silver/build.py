@@ -247,14 +247,14 @@ def _interactions(
     those events' counts. An answered list counts once, when its outcome turns played
     (the staged outcomes against the published ones)."""
     outcomes = spark.read.format("delta").load(run.staging(settings, "recommendation_outcomes"))
-    was_played = _published(spark, settings, "recommendation_outcomes", outcomes).where(
-        _in("impression_date", outcome_dates) & F.col("played")
-    )
-    newly_answered = outcomes.where("played").join(
-        was_played.select("request_id", "track_id"), ["request_id", "track_id"], "left_anti"
+    before = _published(spark, settings, "recommendation_outcomes", outcomes).where(
+        _in("impression_date", outcome_dates)
     )
     increment = aggregates.user_track_interactions(
-        new["listens"], new["impressions"], newly_answered, new["feedback"]
+        new["listens"],
+        new["impressions"],
+        aggregates.newly_answered(outcomes, before),
+        new["feedback"],
     )
     current = _published(spark, settings, "user_track_interactions", increment)
     return aggregates.add_interactions(current, increment)
@@ -339,18 +339,23 @@ def _latest_commit(spark: SparkSession, path: str) -> tuple[int, str | None]:
     return latest["version"], latest["userMetadata"]
 
 
-def _refuse_if_stale(spark: SparkSession, settings: Settings, manifest: dict) -> None:
-    stale = []
+def _already_published(spark: SparkSession, settings: Settings, manifest: dict) -> set[str]:
+    """The staged tables whose last commit is this staging's (a retried publish reached
+    them); raises if any other table moved since it was staged."""
+    done, stale = set(), []
     for name in manifest["tables"]:
         version, tag = _latest_commit(spark, SILVER_TABLES[name].path(settings))
         base = manifest["base_versions"][name]
-        if version != base and tag != _commit_tag(manifest):
+        if tag == _commit_tag(manifest):
+            done.add(name)
+        elif version != base:
             stale.append(f"{name} (staged on version {base}, now {version})")
     if stale:
         raise StaleStagingError(
             f"run {manifest['run_id']}: Silver changed after it was staged: "
             f"{', '.join(stale)}; stage it again"
         )
+    return done
 
 
 def _publish_table(
@@ -359,8 +364,6 @@ def _publish_table(
     table = SILVER_TABLES[name]
     path = table.path(settings)
     dates = manifest["tables"][name]["dates"]
-    if _latest_commit(spark, path)[1] == _commit_tag(manifest):
-        return  # a retried publish: this table already holds the staging
     staged = spark.read.format("delta").load(run.staging(settings, name))
     if not _exists(spark, path):
         writer = staged.write.format("delta").mode("overwrite")
@@ -397,13 +400,13 @@ def publish(spark: SparkSession, settings: Settings, run: SilverRun) -> dict[str
     """Publish every staged table. Each step is idempotent and the start is recorded, so an
     interrupted publish is finished by a retry, or by the next ``stage`` of the run."""
     manifest = read_manifest(settings, run)
-    _refuse_if_stale(spark, settings, manifest)
+    done = _already_published(spark, settings, manifest)
     _put_json(settings, _publishing_marker(run), {"staged_at": manifest["staged_at"]})
     # Every commit carries the staging's tag: Silver history names the run behind each
     # version, and a retry can tell which tables it already reached.
     spark.conf.set(USER_METADATA, _commit_tag(manifest))
     try:
-        for name in manifest["tables"]:
+        for name in [n for n in manifest["tables"] if n not in done]:
             _publish_table(spark, settings, run, manifest, name)
     finally:
         spark.conf.unset(USER_METADATA)

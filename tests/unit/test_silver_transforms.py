@@ -288,18 +288,14 @@ def test_interactions_grow_by_each_runs_increment_to_the_full_rebuild(spark):
             make_feedback(spark, rows["feedback"]),
         )
 
-    def played(listens, impressions, feedback):
-        return outcomes_of(impressions, listens, feedback).where("played")
-
-    first = interactions(*frames([day1]))
+    day1_l, day1_i, day1_f = frames([day1])
     new_l, new_i, new_f = frames([day2])
     all_l, all_i, all_f = frames([day1, day2])
-    newly_answered = played(all_l, all_i, all_f).join(
-        played(*frames([day1])).select("request_id", "track_id"),
-        ["request_id", "track_id"],
-        "left_anti",
+    first = interactions(day1_l, day1_i, day1_f)
+    answered = aggregates.newly_answered(
+        outcomes_of(all_i, all_l, all_f), outcomes_of(day1_i, day1_l, day1_f)
     )
-    increment = aggregates.user_track_interactions(new_l, new_i, newly_answered, new_f)
+    increment = aggregates.user_track_interactions(new_l, new_i, answered, new_f)
     grown = aggregates.add_interactions(first, increment).unionByName(
         first.join(increment.select("user_id", "track_id"), ["user_id", "track_id"], "left_anti")
     )
