@@ -8,6 +8,7 @@ the working directory, if present). Defaults point at the local stack started by
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -96,6 +97,10 @@ class Settings(BaseSettings):
     api_keys: SecretStr = SecretStr(LOCAL_SECRET_DEFAULTS["api_keys"])
     # Most-popular fallback before Silver exists: a catalog object in the lakehouse bucket.
     catalog_key: str = "reference/track_catalog.json"
+
+    # Events: no listen or event may be older than this (UTC midnight); the API answers 422
+    # and Bronze quarantines older ones (see ingestion/validity.py).
+    earliest_event_date: date = date(2000, 1, 1)
 
     # Spark
     spark_master: str = "local[2]"
