@@ -10,7 +10,7 @@ import logging
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Protocol
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
@@ -34,7 +34,6 @@ from tunelake.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_048_576
-FUTURE_TOLERANCE = timedelta(minutes=5)
 USER_ID = Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
 
 
@@ -125,17 +124,6 @@ def create_app(
                 413, f"{len(body.listens)} listens; at most {MAX_LISTENS_PER_REQUEST} a request"
             )
         now = datetime.now(UTC)
-        too_late = [
-            {
-                "loc": ["body", "listens", i, "played_at"],
-                "type": "value_error",
-                "msg": "played_at is more than 5 minutes in the future",
-            }
-            for i, listen in enumerate(body.listens)
-            if listen.played_at > now + FUTURE_TOLERANCE
-        ]
-        if too_late:
-            raise HTTPException(422, too_late)
         accepted = _publish(app, Stream.LISTENS, listen_events(user_id, body.listens, now))
         app.state.played.add(user_id, [listen.track_id for listen in body.listens])
         return Accepted(accepted=accepted)

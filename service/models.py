@@ -1,16 +1,44 @@
-"""The HTTP contract's request and response bodies (fixed: outside clients rely on them)."""
+"""The HTTP contract's request and response bodies (fixed: outside clients rely on them).
+
+Field constraints are rendered from ``ingestion/validity.py``, the one declaration of a
+valid event that the Bronze rules and the quality suites render too: a value this API
+refuses with a 422 is one Bronze would quarantine.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from enum import StrEnum
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from ingestion.streams import Stream
+from ingestion.validity import (
+    IDENTIFIER,
+    FeedbackAction,
+    FieldRule,
+    Text,
+    TimeBounds,
+    Whole,
+    instant_problem,
+    rule_of,
+)
+from tunelake.settings import get_settings
+
+__all__ = ["FeedbackAction"]  # its home is ingestion.validity; clients import it from here too
 
 MAX_LISTENS_PER_REQUEST = 1000
-# External ids: opaque strings, but never empty, padded or control characters.
-ExternalId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
+
+
+def _text(text: Text):
+    return Annotated[
+        str, Field(min_length=text.min_length, max_length=text.max_length, pattern=text.pattern)
+    ]
+
+
+def _whole(bound: Whole):
+    return Annotated[int, Field(ge=bound.minimum, le=bound.maximum)]
 
 
 def _utc(value: datetime) -> datetime:
@@ -19,12 +47,29 @@ def _utc(value: datetime) -> datetime:
     return value
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+def _instant(rule: FieldRule):
+    def in_bounds(value: datetime) -> datetime:
+        # The process-wide settings: a pydantic model cannot take the app's settings object.
+        bounds = TimeBounds.at(get_settings(), datetime.now(UTC))
+        problem = instant_problem(rule, value, bounds)
+        if problem:
+            raise PydanticCustomError("event_time_out_of_bounds", problem)
+        return value
+
+    return Annotated[datetime, AfterValidator(_utc), AfterValidator(in_bounds)]
+
+
+# External ids: opaque strings, but never empty, padded or control characters.
+ExternalId = _text(IDENTIFIER)
+PlayedAt = _instant(rule_of(Stream.LISTENS, "played_at"))
+MsPlayed = _whole(rule_of(Stream.LISTENS, "ms_played").constraint)
+ListenContext = _text(rule_of(Stream.LISTENS, "context").constraint)
+Rank = _whole(rule_of(Stream.RECOMMENDATIONS, "rank", within="items").constraint)
 
 
 class RecommendedItem(BaseModel):
     track_id: str
-    rank: int = Field(ge=1)
+    rank: Rank
     score: float
 
 
@@ -39,9 +84,9 @@ class ListenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     track_id: ExternalId
-    played_at: UtcDatetime
-    ms_played: int = Field(ge=0, le=24 * 3600 * 1000)
-    context: str | None = Field(default=None, max_length=256)
+    played_at: PlayedAt
+    ms_played: MsPlayed
+    context: ListenContext | None = None
     request_id: ExternalId | None = None
 
 
@@ -54,13 +99,6 @@ class ListensIn(BaseModel):
 
 class Accepted(BaseModel):
     accepted: int
-
-
-class FeedbackAction(StrEnum):
-    PLAY = "play"
-    SKIP = "skip"
-    LIKE = "like"
-    DISLIKE = "dislike"
 
 
 class FeedbackIn(BaseModel):
