@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from tunelake.settings import SOURCE_ROOT, Settings
+from tunelake.stack.files import write_private
 
 DAGS_FOLDER = SOURCE_ROOT / "dags"
 SPARK_CONNECTION = "tunelake_spark"
@@ -68,11 +69,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
 
 def write_passwords_file(settings: Settings) -> None:
-    path = passwords_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+    write_private(
+        passwords_file(settings),
         json.dumps(
             {settings.airflow_admin_user: settings.airflow_admin_password.get_secret_value()}
-        )
+        ),
     )
-    path.chmod(0o600)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelake.settings import Settings
-from tunelake.stack import install, process
+from tunelake.stack import files, install, process
 from tunelake.stack.services import Service, all_services
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,23 @@ def _ordered(services: dict[str, Service], names: Iterable[str] | None) -> list[
     return [svc for name, svc in services.items() if name in wanted]
 
 
+def require_reachable(svc: Service) -> None:
+    """Fail before starting when the user a service runs as cannot reach its files, naming
+    the directory in the way (rather than the server's own error, deep in its log)."""
+    if svc.run_as is None:
+        return
+    uid, gids = files.user_ids(svc.run_as)
+    for path in svc.paths_run_as_needs():
+        blocked = files.first_unreachable(path, uid, gids)
+        if blocked is not None:
+            raise StackError(
+                svc.name,
+                f"runs as user {svc.run_as!r}, which cannot reach {path}: {blocked} "
+                f"({files.describe_owner(blocked)}) does not let it in. Let it in "
+                f"(chmod o+x {blocked}) or use a state dir it can reach (TUNELAKE_STATE_DIR)",
+            )
+
+
 def _start_one(svc: Service, progress: Progress) -> ServiceOutcome:
     began = time.monotonic()
     if process.running_process(svc.pid_file) is None:
@@ -102,6 +119,7 @@ def _start_one(svc: Service, progress: Progress) -> ServiceOutcome:
             raise StackError(
                 svc.name, f"port {svc.port} is taken by a process tunelake did not start"
             )
+        require_reachable(svc)
         progress(svc.name, "preparing")
         svc.prepare()
         progress(svc.name, f"starting (log: {svc.log_file})")

@@ -1,7 +1,8 @@
 """The local stack's services: how each one is prepared, started, probed and seeded.
 
 Each service is a real server run as a local process bound to 127.0.0.1, with its data,
-config and log under ``<state_dir>``:
+config and log under ``<state_dir>``, except PostgreSQL's cluster when run as root (see
+``PostgresService``):
 
 - ``kafka``: Apache Kafka broker+controller in KRaft mode, from Maven Central jars;
 - ``s3``: SeaweedFS (``weed mini``) serving the S3 API; buckets created at start;
@@ -12,6 +13,7 @@ config and log under ``<state_dir>``:
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +28,7 @@ from urllib.parse import urlparse
 
 from tunelake.settings import Settings
 from tunelake.stack import install
+from tunelake.stack.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,15 @@ class Service:
     def port(self) -> int | None:
         """The TCP port it serves on, or None for a worker-like process."""
         raise NotImplementedError
+
+    @property
+    def run_as(self) -> str | None:
+        """The system user the server runs as, when that is not the current user."""
+        return None
+
+    def paths_run_as_needs(self) -> tuple[Path, ...]:
+        """What the ``run_as`` user opens itself (not through descriptors we pass it)."""
+        return ()
 
     def prepare(self) -> None:
         """One-time setup before the first start (format storage, init data dir, configs)."""
@@ -224,8 +236,7 @@ class S3Service(Service):
                 }
             ]
         }
-        self.identities_file.write_text(json.dumps(identities))
-        self.identities_file.chmod(0o600)
+        write_private(self.identities_file, json.dumps(identities))
 
     def command(self) -> list[str]:
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
@@ -261,8 +272,23 @@ class S3Service(Service):
         ensure_buckets(self.settings, self.settings.buckets)
 
 
+# PostgreSQL's usual data root on Debian (the postgres user's home): as root, clusters
+# live here, where the postgres user can reach them whatever directory the checkout is in.
+POSTGRES_CLUSTERS_ROOT = Path("/var/lib/postgresql/tunelake")
+POSTGRES_SYSTEM_USER = "postgres"
+
+
 @dataclass
 class PostgresService(Service):
+    """PostgreSQL, with its cluster where the user it runs as can reach it.
+
+    As root the server runs as the ``postgres`` user, which may not enter the checkout (a
+    home directory, a ``mktemp -d`` folder): the cluster then lives in a private directory
+    of that user, ``/var/lib/postgresql/tunelake/<hash of the state dir>``, and the state
+    dir records where (``data/postgres.location``). Otherwise it lives in the state dir.
+    Logs and pid files stay in the state dir: we open them, the server only inherits them.
+    """
+
     name: str = "postgres"
     # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM waits for every client to leave.
     stop_signal: signal.Signals = signal.SIGINT
@@ -271,31 +297,79 @@ class PostgresService(Service):
     def port(self) -> int:
         return self.settings.postgres_port
 
-    def _as_postgres_user(self, command: list[str]) -> list[str]:
+    @property
+    def run_as(self) -> str | None:
         # PostgreSQL refuses to run as root: drop to the Debian package's system user.
-        if os.geteuid() != 0:
+        return POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+
+    @property
+    def location_file(self) -> Path:
+        return self.settings.state_dir / "data" / "postgres.location"
+
+    @property
+    def data_dir(self) -> Path:
+        recorded = self._recorded_cluster()
+        if recorded is not None:
+            return recorded
+        in_state_dir = super().data_dir
+        # A cluster made in the state dir before clusters moved out keeps its data.
+        if self.run_as is None or (in_state_dir / "PG_VERSION").is_file():
+            return in_state_dir
+        state = str(self.settings.state_dir.resolve())
+        return POSTGRES_CLUSTERS_ROOT / hashlib.sha256(state.encode()).hexdigest()[:16]
+
+    def _recorded_cluster(self) -> Path | None:
+        try:
+            record = json.loads(self.location_file.read_text())
+        except FileNotFoundError:
+            return None
+        # A copied checkout carries the record of the one it was copied from: not its own.
+        if record.get("state_dir") != str(self.settings.state_dir.resolve()):
+            return None
+        return Path(record["cluster"])
+
+    def paths_run_as_needs(self) -> tuple[Path, ...]:
+        return (self.data_dir,)
+
+    def _as_postgres_user(self, command: list[str]) -> list[str]:
+        if self.run_as is None:
             return command
-        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *command]
+        return [
+            "setpriv",
+            f"--reuid={self.run_as}",
+            f"--regid={self.run_as}",
+            "--init-groups",
+            *command,
+        ]
 
     def prepare(self) -> None:
-        if (self.data_dir / "PG_VERSION").is_file():
+        data_dir = self.data_dir
+        self.location_file.parent.mkdir(parents=True, exist_ok=True)
+        self.location_file.write_text(
+            json.dumps(
+                {"state_dir": str(self.settings.state_dir.resolve()), "cluster": str(data_dir)}
+            )
+        )
+        if (data_dir / "PG_VERSION").is_file():
             return
         bin_dir = install.postgres_bin_dir()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.conf_dir.mkdir(parents=True, exist_ok=True)
-        pwfile = self.conf_dir / "initdb.pw"
-        pwfile.write_text(self.settings.postgres_password.get_secret_value())
-        if os.geteuid() == 0:
-            shutil.chown(self.data_dir, "postgres", "postgres")
-            shutil.chown(pwfile, "postgres", "postgres")
-        pwfile.chmod(0o600)
+        user = self.run_as
+        if user is not None and not POSTGRES_CLUSTERS_ROOT.is_dir():
+            POSTGRES_CLUSTERS_ROOT.mkdir(mode=0o700, parents=True)
+            shutil.chown(POSTGRES_CLUSTERS_ROOT, user, user)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if user is not None:
+            shutil.chown(data_dir, user, user)
+        # Next to the cluster (initdb wants its folder empty), where initdb's user reads it.
+        pwfile = data_dir.with_name(f"{data_dir.name}.initdb.pw")
+        write_private(pwfile, self.settings.postgres_password.get_secret_value(), owner=user)
         try:
             result = subprocess.run(
                 self._as_postgres_user(
                     [
                         str(bin_dir / "initdb"),
                         "-D",
-                        str(self.data_dir),
+                        str(data_dir),
                         "-U",
                         self.settings.postgres_user,
                         f"--pwfile={pwfile}",
@@ -312,11 +386,8 @@ class PostgresService(Service):
         finally:
             pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-            raise RuntimeError(
-                f"initdb failed (the postgres user must be able to reach {self.data_dir}):\n"
-                f"{result.stdout}{result.stderr}"
-            )
+            shutil.rmtree(data_dir, ignore_errors=True)
+            raise RuntimeError(f"initdb failed in {data_dir}:\n{result.stdout}{result.stderr}")
 
     def command(self) -> list[str]:
         return self._as_postgres_user(
