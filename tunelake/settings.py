@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     # Bronze streaming: records per micro-batch and topic, and the follow-mode trigger.
     bronze_max_offsets_per_trigger: int = 500_000
     bronze_trigger_seconds: float = 1.0
+    # One Bronze writer per topic: how long a second writer waits for the lease (a
+    # PostgreSQL advisory lock) before it gives up with the holder's name.
+    bronze_lease_wait_seconds: float = 30.0
+    # Prometheus endpoint of `tunelake bronze --follow` (stream errors); 0: none.
+    bronze_metrics_port: int = 0
     # Comma-separated jars for spark.jars; empty means "the set `tunelake up` resolved"
     # in local mode, and "jars are baked into the image" on a cluster.
     spark_jars: str = ""

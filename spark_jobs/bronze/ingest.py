@@ -8,17 +8,28 @@ fields (the repo's reader schema), ``schema_id`` and Kafka metadata (``topic``,
 ``bronze/_quarantine/<topic>`` with their raw bytes, the reason and their source offset.
 
 Exactly once: each micro-batch is written by ``foreachBatch`` as Delta idempotent writes
-keyed by (query, batch id); a batch replayed after a crash is skipped by Delta, and the
-checkpoint keeps offsets gap-free.
+keyed by (checkpoint, the checkpoint's query id, batch id); a batch replayed after a crash is
+skipped by Delta, and the checkpoint keeps offsets gap-free. A reset (deleted) checkpoint
+gets a new query id, so its restarted batch ids are written, and it starts after the last
+offset each partition already has in Bronze or quarantine, so nothing lands twice.
+
+One writer per topic: ``run`` holds the topic's lease (``lease.py``) for its whole life.
+A topic whose schema subject the registry does not know stops with
+``MissingSubjectError`` before anything of the batch is written (its offsets stay for the
+next run), and ``tunelake_bronze_stream_errors_total{topic,reason}`` counts it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from prometheus_client import Counter, Gauge, start_http_server
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import from_avro
@@ -27,11 +38,39 @@ from pyspark.sql.streaming import StreamingQuery
 from ingestion.registry import SchemaRegistry, subject_for
 from ingestion.schemas import load_schema
 from ingestion.streams import STREAMS, Stream
+from spark_jobs.bronze.lease import BronzeLease, BronzeLeaseError
 from spark_jobs.bronze.rules import rules_for
 from spark_jobs.common.avro_schema import field_default, record_struct
+from tunelake.clients import kafka_consumer
 from tunelake.settings import Settings
 
 log = logging.getLogger(__name__)
+
+STREAM_ERRORS = Counter(
+    "tunelake_bronze_stream_errors_total",
+    "Bronze streams stopped by an error that needs an operator",
+    ["topic", "reason"],
+)
+STREAM_UP = Gauge("tunelake_bronze_stream_up", "1 while a topic's Bronze stream runs", ["topic"])
+
+
+class BronzeStreamError(RuntimeError):
+    """A topic's Bronze stream stopped; its uncommitted batch stays in Kafka for the next run."""
+
+    reason = "stream_failed"
+
+
+class MissingSubjectError(BronzeStreamError):
+    reason = "missing_subject"
+
+    def __init__(self, topic: str, subject: str, registry_url: str, batch_id: int) -> None:
+        super().__init__(
+            f"schema registry {registry_url} has no schema under subject {subject!r}, so "
+            f"topic {topic!r} cannot be decoded: its Bronze stream stopped before batch "
+            f"{batch_id} (nothing written, the offsets stay in Kafka). Register the "
+            "topic's schema (the service and `tunelake up` do), then run Bronze again"
+        )
+
 
 HEADER_BYTES = 5
 METADATA_COLUMNS = ["topic", "partition", "offset", "kafka_timestamp", "ingested_at", "ingest_date"]
@@ -194,12 +233,24 @@ def _append(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
 
 
 def write_batch(
-    settings: Settings, target: BronzeTarget, kafka_rows: DataFrame, batch_id: int
+    settings: Settings,
+    target: BronzeTarget,
+    kafka_rows: DataFrame,
+    batch_id: int,
+    *,
+    checkpoint_id: str,
 ) -> None:
-    """One micro-batch: decode once, count, then idempotent Delta appends of each side."""
+    """One micro-batch: decode once, count, then idempotent Delta appends of each side.
+
+    ``checkpoint_id`` names the checkpoint's incarnation (its query id), so the Delta
+    transaction ids of a reset checkpoint never collide with the old ones."""
     reader = load_schema(STREAMS[target.stream].schema_name)
+    subject = subject_for(target.topic)
     with SchemaRegistry(settings.schema_registry_url) as registry:
-        writers = registry.versions(subject_for(target.topic))
+        writers = registry.versions(subject)
+    if not writers:
+        # Without a writer schema every record would be quarantined as undecodable.
+        raise MissingSubjectError(target.topic, subject, settings.schema_registry_url, batch_id)
     rows = with_ingest_metadata(kafka_rows, datetime.now(UTC))
     decoded = decode(rows, writers, reader, target.stream).persist()
     try:
@@ -208,18 +259,14 @@ def write_batch(
             F.count_if(F.col("error").isNotNull()).alias("quarantined"),
         ).first()
         accepted, quarantined = split(decoded, reader)
-        # The app id names the checkpoint: a replay of the same batch is a no-op in Delta.
-        # An empty side is not written at all (a replay reads the same offsets, so it skips
-        # the same side).
+        # The app id names the checkpoint and its incarnation: a replay of the same batch
+        # is a no-op in Delta. An empty side is not written at all (a replay reads the same
+        # offsets, so it skips the same side).
+        app_id = f"{target.checkpoint_path}:{checkpoint_id}"
         if counts.accepted:
-            _append(accepted, target.table_path, f"bronze:{target.checkpoint_path}", batch_id)
+            _append(accepted, target.table_path, f"bronze:{app_id}", batch_id)
         if counts.quarantined:
-            _append(
-                quarantined,
-                target.quarantine_path,
-                f"quarantine:{target.checkpoint_path}",
-                batch_id,
-            )
+            _append(quarantined, target.quarantine_path, f"quarantine:{app_id}", batch_id)
         log.info(
             "bronze %s batch %d: %d accepted, %d quarantined",
             target.topic,
@@ -251,46 +298,157 @@ def ensure_tables(spark: SparkSession, target: BronzeTarget) -> None:
             df.write.format("delta").mode("append").partitionBy("ingest_date").save(path)
 
 
+def _has_offsets(spark: SparkSession, checkpoint_path: str) -> bool:
+    """True once the checkpoint has planned a batch (Spark then ignores startingOffsets)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint_path}/offsets")
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs.exists(path) and len(fs.listStatus(path)) > 0
+
+
+def starting_offsets(spark: SparkSession, settings: Settings, target: BronzeTarget) -> str:
+    """Where a fresh checkpoint starts: after the last offset of each partition already in
+    Bronze or quarantine (earliest for a partition with none), so a reset lands nothing
+    twice."""
+    landed = (
+        spark.read.format("delta")
+        .load(path)
+        .where(F.col("topic") == target.topic)
+        .select("partition", "offset")
+        for path in (target.table_path, target.quarantine_path)
+    )
+    last = dict(
+        next(landed).unionByName(next(landed)).groupBy("partition").agg(F.max("offset")).collect()
+    )
+    if not last:
+        return "earliest"
+    consumer = kafka_consumer(settings, group_id=None)
+    try:
+        partitions = consumer.partitions_for_topic(target.topic) or set()
+    finally:
+        consumer.close()
+    # Spark needs every partition named; -2 is "earliest".
+    offsets = {str(p): last[p] + 1 if p in last else -2 for p in sorted(partitions | set(last))}
+    log.info("bronze %s: fresh checkpoint, resuming after Bronze at %s", target.topic, offsets)
+    return json.dumps({target.topic: offsets})
+
+
+@dataclass
+class BronzeRun:
+    """What the streams of one run share: the lease and the errors that stopped a stream."""
+
+    lease: BronzeLease
+    failures: dict[str, Exception] = field(default_factory=dict)
+
+    def write(
+        self, settings: Settings, target: BronzeTarget, checkpoint_id: Future
+    ) -> Callable[[DataFrame, int], None]:
+        def batch(kafka_rows: DataFrame, batch_id: int) -> None:
+            try:
+                self.lease.check(target.topic)
+                write_batch(
+                    settings,
+                    target,
+                    kafka_rows,
+                    batch_id,
+                    checkpoint_id=checkpoint_id.result(timeout=120),
+                )
+            except (BronzeStreamError, BronzeLeaseError) as exc:
+                reason = getattr(exc, "reason", "lease_lost")
+                STREAM_ERRORS.labels(target.topic, reason).inc()
+                log.error("bronze %s stopped (%s): %s", target.topic, reason, exc)
+                self.failures[target.topic] = exc
+                raise
+
+        return batch
+
+
 def start(
-    spark: SparkSession, settings: Settings, target: BronzeTarget, *, once: bool
+    spark: SparkSession,
+    settings: Settings,
+    target: BronzeTarget,
+    bronze_run: BronzeRun,
+    *,
+    once: bool,
 ) -> StreamingQuery:
     ensure_tables(spark, target)
+    resume = (
+        "earliest"
+        if _has_offsets(spark, target.checkpoint_path)
+        else starting_offsets(spark, settings, target)
+    )
     source = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
         .option("subscribe", target.topic)
-        .option("startingOffsets", "earliest")
+        .option("startingOffsets", resume)
         .option("maxOffsetsPerTrigger", settings.bronze_max_offsets_per_trigger)
         .load()
     )
+    # The query id is Spark's, persisted in <checkpoint>/metadata: known once started.
+    checkpoint_id: Future[str] = Future()
     writer = (
         source.writeStream.queryName(f"bronze_{target.topic}")
         .option("checkpointLocation", target.checkpoint_path)
-        .foreachBatch(lambda df, batch_id: write_batch(settings, target, df, batch_id))
+        .foreachBatch(bronze_run.write(settings, target, checkpoint_id))
     )
     if once:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{settings.bronze_trigger_seconds} seconds")
-    return writer.start()
+    query = writer.start()
+    checkpoint_id.set_result(query.id)
+    STREAM_UP.labels(target.topic).set(1)
+    return query
 
 
 def run(spark: SparkSession, settings: Settings, streams: list[Stream], *, once: bool) -> None:
-    """Ingest ``streams``: until caught up (``once``) or until stopped (follow)."""
-    queries = [start(spark, settings, BronzeTarget.of(settings, s), once=once) for s in streams]
-    try:
-        if once:
-            for query in queries:
-                query.awaitTermination()
-        else:
-            spark.streams.awaitAnyTermination()
-    finally:
-        for query in queries:
-            if query.isActive:
-                query.stop()
-    failed = [q.name for q in queries if q.exception() is not None]
-    if failed:
-        raise RuntimeError(f"bronze queries failed: {failed}")
+    """Ingest ``streams``: until caught up (``once``) or until stopped (follow).
+
+    Holds every topic's lease for the run (``BronzeLeaseHeldError`` if another writer keeps
+    one past the wait). A stream stopped by a ``BronzeStreamError`` lets the others go on
+    and gives its topic's lease back; the run then raises it. Any other failure stops every
+    stream (a supervisor restarts the job)."""
+    targets = {t.topic: t for t in (BronzeTarget.of(settings, s) for s in streams)}
+    with BronzeLease(settings, {t.topic: t.checkpoint_path for t in targets.values()}) as lease:
+        if not once and settings.bronze_metrics_port:
+            start_http_server(settings.bronze_metrics_port)
+        bronze_run = BronzeRun(lease)
+        queries = {}
+        try:
+            for topic, target in targets.items():
+                queries[topic] = start(spark, settings, target, bronze_run, once=once)
+            crashed = _await(queries, bronze_run)
+        finally:
+            for topic, query in queries.items():
+                if query.isActive:
+                    query.stop()
+                STREAM_UP.labels(topic).set(0)
+    if crashed:
+        raise BronzeStreamError(
+            "bronze streams failed: "
+            + "; ".join(f"{t}: {str(queries[t].exception()).splitlines()[0]}" for t in crashed)
+        ) from queries[crashed[0]].exception()
+    if len(bronze_run.failures) == 1:
+        raise next(iter(bronze_run.failures.values()))
+    if bronze_run.failures:
+        raise BronzeStreamError("\n".join(str(e) for e in bronze_run.failures.values()))
+
+
+def _await(queries: dict[str, StreamingQuery], bronze_run: BronzeRun) -> list[str]:
+    """Wait until every query ends, or one fails unexpectedly; returns those that did."""
+    while True:
+        ended = {t for t, q in queries.items() if not q.isActive}
+        for topic in ended & set(bronze_run.failures):
+            bronze_run.lease.release(topic)
+        crashed = [t for t in ended if t not in bronze_run.failures and queries[t].exception()]
+        active = [q for t, q in queries.items() if t not in ended]
+        if crashed or not active:
+            return crashed
+        try:
+            active[0].awaitTermination(timeout=1)
+        except StreamingQueryException:
+            continue
 
 
 def main(argv: list[str] | None = None) -> None:

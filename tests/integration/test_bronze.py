@@ -1,4 +1,5 @@
-"""Bronze against the live stack: HTTP -> Kafka -> Delta, crash recovery, poison records.
+"""Bronze against the live stack: HTTP -> Kafka -> Delta, crash recovery, poison records,
+a reset checkpoint, one writer per topic, a topic the registry does not know.
 
 Each test works on its own topics (settings overrides), so Bronze tables, quarantine and
 checkpoints are fresh and counts are exact.
@@ -16,7 +17,9 @@ from datetime import UTC, datetime, timedelta
 
 import fastavro
 import pytest
+from delta.tables import DeltaTable
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from ingestion import avro_codec
 from ingestion.producer import EventProducer
@@ -24,8 +27,9 @@ from ingestion.registry import SchemaRegistry, subject_for
 from ingestion.schemas import load_schema
 from ingestion.streams import STREAMS, Stream
 from service.app import build_app
-from spark_jobs.bronze.ingest import run
-from tunelake.clients import kafka_admin, kafka_producer
+from spark_jobs.bronze.ingest import BronzeTarget, MissingSubjectError, run
+from spark_jobs.bronze.lease import BronzeLease, BronzeLeaseHeldError
+from tunelake.clients import kafka_admin, kafka_producer, s3_client
 from tunelake.stack.probes import ensure_topics
 
 KEY = {"X-API-Key": "tunelake-local-key"}
@@ -71,7 +75,7 @@ def listen_event(user_id: str, i: int) -> dict:
 
 
 @pytest.fixture
-def topics(kafka, registry, s3):
+def topics(kafka, registry, s3, postgres):
     created = []
 
     def make(tag: str):
@@ -180,8 +184,6 @@ def test_sigkill_mid_run_then_restart_keeps_every_event_exactly_once(spark, topi
     bucket, _, prefix = log_path.partition("/")
 
     def committed_versions() -> int:
-        from tunelake.clients import s3_client
-
         listed = s3_client(settings).list_objects_v2(Bucket=bucket, Prefix=prefix)
         return sum(1 for o in listed.get("Contents", []) if o["Key"].endswith(".json"))
 
@@ -285,3 +287,96 @@ def test_poison_records_are_quarantined_while_good_ones_flow(spark, topics):
         got_error, got_value = quarantined[source]
         assert got_error.startswith(error), (source, got_error)
         assert got_value == value
+
+
+def _delete_checkpoint(settings, stream: Stream) -> None:
+    bucket, _, prefix = BronzeTarget.of(settings, stream).checkpoint_path[6:].partition("/")
+    s3 = s3_client(settings)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
+    keys = [{"Key": o["Key"]} for o in listed.get("Contents", [])]
+    assert keys, "no checkpoint to delete"
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+def test_a_reset_checkpoint_lands_what_came_after_it_once(spark, topics):
+    settings = topics("reset")
+    before = _produce_listens(settings, 200, "reset-user")
+    run(spark, settings, [Stream.LISTENS], once=True)
+    assert bronze(spark, settings, Stream.LISTENS).count() == 200
+
+    _delete_checkpoint(settings, Stream.LISTENS)
+    after = _produce_listens(settings, 150, "reset-user")
+    run(spark, settings, [Stream.LISTENS], once=True)
+
+    rows = bronze(spark, settings, Stream.LISTENS).select("event_id", "partition", "offset")
+    rows = rows.collect()
+    # Batch ids restart at 0 in a fresh checkpoint: none may be skipped, none re-read.
+    assert len({(r.partition, r.offset) for r in rows}) == len(rows) == 350
+    assert {r.event_id for r in rows} == before | after
+
+
+def test_a_second_writer_of_a_topic_waits_then_exits_naming_the_holder(spark, topics, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tunelake import cli
+
+    settings = topics("lease").model_copy(update={"bronze_lease_wait_seconds": 2.0})
+    _produce_listens(settings, 10, "lease-user")
+    target = BronzeTarget.of(settings, Stream.LISTENS)
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+
+    with BronzeLease(settings, {target.topic: target.checkpoint_path}):
+        began = time.monotonic()
+        with pytest.raises(BronzeLeaseHeldError) as held:
+            run(spark, settings, [Stream.LISTENS], once=True)
+        assert time.monotonic() - began >= 2.0  # it waited the bound first
+        assert target.topic in str(held.value)
+        assert f"tunelake-bronze {os.uname().nodename}:{os.getpid()}" in str(held.value)
+        result = CliRunner().invoke(cli.app, ["bronze", "--once", "--stream", "listens"])
+        assert result.exit_code == 1
+        assert "another Bronze writer holds topic" in result.output
+        assert "Traceback" not in result.output
+    assert not DeltaTable.isDeltaTable(spark, target.table_path)  # nothing ran
+
+    # The holder is gone, so its lease is: the next writer runs.
+    run(spark, settings, [Stream.LISTENS], once=True)
+    assert bronze(spark, settings, Stream.LISTENS).count() == 10
+
+
+def test_a_topic_the_registry_does_not_know_stops_its_stream_and_loses_nothing(
+    spark, kafka, registry, s3, postgres
+):
+    settings = kafka.model_copy(
+        update={"topic_listening_history": f"it_listens_nosubject_{uuid.uuid4().hex[:8]}"}
+    )
+    topic = STREAMS[Stream.LISTENS].topic(settings)
+    ensure_topics(settings, (topic,))
+    schema = load_schema(STREAMS[Stream.LISTENS].schema_name)
+    with SchemaRegistry(settings.schema_registry_url) as registry:
+        # Ids are global: the stack's own listens subject gives the listen schema's id.
+        schema_id = registry.register(subject_for(kafka.topic_listening_history), schema)
+    producer = kafka_producer(settings)
+    for i in range(20):
+        record = listen_event("nosubject", i)
+        value = avro_codec.encode(schema_id, fastavro.parse_schema(schema), record)
+        producer.send(topic, key=b"nosubject", value=value).get(timeout=30)
+    producer.close()
+    counted = {"topic": topic, "reason": "missing_subject"}
+    try:
+        with pytest.raises(MissingSubjectError) as stopped:
+            run(spark, settings, [Stream.LISTENS], once=True)
+        assert subject_for(topic) in str(stopped.value)
+        assert settings.schema_registry_url in str(stopped.value)
+        assert REGISTRY.get_sample_value("tunelake_bronze_stream_errors_total", counted) == 1
+        assert bronze(spark, settings, Stream.LISTENS).count() == 0
+        assert quarantine(spark, settings, Stream.LISTENS).count() == 0
+
+        with SchemaRegistry(settings.schema_registry_url) as registry:
+            assert registry.register(subject_for(topic), schema) == schema_id
+        run(spark, settings, [Stream.LISTENS], once=True)
+        assert bronze(spark, settings, Stream.LISTENS).count() == 20
+        assert quarantine(spark, settings, Stream.LISTENS).count() == 0
+    finally:
+        admin = kafka_admin(settings)
+        admin.delete_topics([topic])
+        admin.close()
