@@ -7,17 +7,18 @@ module-level ``app`` (for ``uvicorn service.app:app``) builds them from settings
 from __future__ import annotations
 
 import logging
-import secrets
+import math
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Protocol
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request, Response, Security
+from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingestion.streams import Stream
+from service.auth import API_KEY_HEADER, ApiGate, KeyRing, RateLimiter
 from service.events import feedback_event, impression_event, listen_events
 from service.metrics import ServiceMetrics
 from service.models import (
@@ -28,13 +29,32 @@ from service.models import (
     ListensIn,
     RecommendationResponse,
 )
-from service.recommender import PlayedTracks, PopularityRecommender
+from service.recommender import PlayedTracks, PopularityRecommender, RankingUnavailable
 from tunelake.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1_048_576
 USER_ID = Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
+IDEMPOTENCY_KEY = Header(
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=128,
+    pattern=r"^[A-Za-z0-9._:@-]+$",
+    description="Optional: the same key on a retried request gives its events the same ids, "
+    "so the retry is counted once (without one, ids come from each event's content).",
+)
+# The gate (service/auth.py) enforces the key; this declares it in the OpenAPI document.
+API_KEY = APIKeyHeader(
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description="Read-write keys: TUNELAKE_API_KEYS; read-only keys (GET only): "
+    "TUNELAKE_API_READ_KEYS.",
+)
+RETRY_SAFE = (
+    "nothing was accepted; some events may have reached the event store, and retrying the "
+    "same request is safe: its events keep their ids (from their content or the "
+    "Idempotency-Key), so a retry is counted once"
+)
 
 
 class Publisher(Protocol):
@@ -50,7 +70,7 @@ def _publish(app: FastAPI, stream: Stream, events: list[dict]) -> int:
         acknowledged = app.state.publisher.publish(stream, events)
     except PublishError as exc:
         metrics.publish_failures.labels(stream.value).inc()
-        raise HTTPException(503, f"event store unavailable, nothing was accepted: {exc}") from exc
+        raise HTTPException(503, f"event store unavailable, {RETRY_SAFE}: {exc}") from exc
     metrics.events_published.labels(stream.value).inc(acknowledged)
     return acknowledged
 
@@ -68,17 +88,16 @@ def create_app(
     app.state.recommender = recommender
     app.state.played = PlayedTracks()
     app.state.metrics = ServiceMetrics()
-    api_keys = settings.api_key_set()
-
-    def require_api_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
-        if x_api_key is None or not any(secrets.compare_digest(x_api_key, k) for k in api_keys):
-            raise HTTPException(401, "missing or unknown X-API-Key header")
+    # Added first, so it sits inside the timing middleware: refusals are timed too.
+    app.add_middleware(
+        ApiGate,
+        keys=KeyRing(settings.api_key_set(), settings.api_read_key_set()),
+        limiter=RateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
+        max_body_bytes=settings.api_max_body_bytes,
+    )
 
     @app.middleware("http")
-    async def limit_body_and_time(request: Request, call_next):
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
+    async def time_requests(request: Request, call_next):
         began = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
@@ -87,18 +106,38 @@ def create_app(
         ).observe(time.perf_counter() - began)
         return response
 
-    errors = {401: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+    def error(description: str) -> dict:
+        return {"model": ErrorBody, "description": description}
+
+    guarded = {
+        401: error("No or unknown X-API-Key"),
+        429: error("This key's rate limit is exceeded; Retry-After says when to come back"),
+        503: error("The event store (or, for reads, the popularity source) is unavailable"),
+    }
+    writes = {
+        **guarded,
+        403: error("A read-only key on a write route"),
+        413: error("Body over the size limit, or more than 1000 listens"),
+    }
 
     @app.get(
         "/users/{user_id}/recommendations",
         response_model=RecommendationResponse,
-        responses={503: {"model": ErrorBody}},
+        dependencies=[Security(API_KEY)],
+        responses=guarded,
     )
     def recommendations(
         user_id: Annotated[str, USER_ID],
         k: Annotated[int, Query(ge=1, le=100)] = 10,
     ) -> RecommendationResponse:
-        items = app.state.recommender.recommend(k, exclude=app.state.played.of(user_id))
+        try:
+            items = app.state.recommender.recommend(k, exclude=app.state.played.of(user_id))
+        except RankingUnavailable as exc:
+            raise HTTPException(
+                503,
+                f"recommendations unavailable: {exc}",
+                headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))},
+            ) from exc
         response = RecommendationResponse(
             user_id=user_id,
             request_id=str(uuid.uuid4()),
@@ -115,16 +154,21 @@ def create_app(
         "/users/{user_id}/listens",
         status_code=202,
         response_model=Accepted,
-        dependencies=[Depends(require_api_key)],
-        responses={**errors, 413: {"model": ErrorBody}},
+        dependencies=[Security(API_KEY)],
+        responses=writes,
     )
-    def listens(user_id: Annotated[str, USER_ID], body: ListensIn) -> Accepted:
+    def listens(
+        user_id: Annotated[str, USER_ID],
+        body: ListensIn,
+        idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
+    ) -> Accepted:
         if len(body.listens) > MAX_LISTENS_PER_REQUEST:
             raise HTTPException(
                 413, f"{len(body.listens)} listens; at most {MAX_LISTENS_PER_REQUEST} a request"
             )
         now = datetime.now(UTC)
-        accepted = _publish(app, Stream.LISTENS, listen_events(user_id, body.listens, now))
+        events = listen_events(user_id, body.listens, now, idempotency_key)
+        accepted = _publish(app, Stream.LISTENS, events)
         app.state.played.add(user_id, [listen.track_id for listen in body.listens])
         return Accepted(accepted=accepted)
 
@@ -132,11 +176,15 @@ def create_app(
         "/users/{user_id}/feedback",
         status_code=202,
         response_model=Accepted,
-        dependencies=[Depends(require_api_key)],
-        responses=errors,
+        dependencies=[Security(API_KEY)],
+        responses=writes,
     )
-    def feedback(user_id: Annotated[str, USER_ID], body: FeedbackIn) -> Accepted:
-        event = feedback_event(user_id, body, datetime.now(UTC))
+    def feedback(
+        user_id: Annotated[str, USER_ID],
+        body: FeedbackIn,
+        idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
+    ) -> Accepted:
+        event = feedback_event(user_id, body, datetime.now(UTC), idempotency_key)
         return Accepted(accepted=_publish(app, Stream.FEEDBACK, [event]))
 
     @app.get("/healthz")

@@ -38,21 +38,36 @@ class PlayedTracks:
             return frozenset(self._by_user.get(user_id, ()))
 
 
+class RankingUnavailable(RuntimeError):
+    """The popularity source failed and no ranking was ever loaded: nothing to serve yet."""
+
+    def __init__(self, retry_after_s: float, cause: Exception) -> None:
+        super().__init__(f"popularity source unavailable: {cause}")
+        self.retry_after_s = retry_after_s
+
+
 class PopularityRecommender:
     """Ranks tracks by popularity from a loader, reloaded at most every ``ttl_s`` seconds.
 
     The loader returns ``(track_id, popularity)`` pairs, or None when no source exists yet
-    (the demo seeds the catalog after the service starts).
+    (the demo seeds the catalog after the service starts). When it raises (S3 down), the
+    last loaded ranking is served, and the source is asked again after ``retry_s``; with no
+    ranking loaded yet, ``RankingUnavailable`` says when to retry.
     """
 
     model_version = POPULARITY_MODEL
 
     def __init__(
-        self, load: Callable[[], list[tuple[str, float]] | None], ttl_s: float = 60.0
+        self,
+        load: Callable[[], list[tuple[str, float]] | None],
+        ttl_s: float = 60.0,
+        retry_s: float = 5.0,
     ) -> None:
         self._load = load
         self._ttl_s = ttl_s
-        self._ranked: list[tuple[str, float]] = []
+        self._retry_s = retry_s
+        self._ranked: list[tuple[str, float]] | None = None  # None: never loaded
+        self._source_error: Exception | None = None
         self._next_load = 0.0
         self._lock = threading.Lock()
 
@@ -60,13 +75,22 @@ class PopularityRecommender:
         with self._lock:
             now = time.monotonic()
             if now >= self._next_load:
-                loaded = self._load()
-                if loaded is None:  # no source yet: look again soon, not on every request
-                    self._next_load = now + min(5.0, self._ttl_s)
+                try:
+                    loaded = self._load()
+                except Exception as exc:  # whatever the source raised: serve what we have
+                    log.warning("popularity source failed: %s", exc)
+                    self._source_error = exc
+                    self._next_load = now + self._retry_s
                 else:
-                    self._ranked = sorted(loaded, key=lambda item: (-item[1], item[0]))
-                    self._next_load = now + self._ttl_s
-            return self._ranked
+                    self._source_error = None
+                    if loaded is None:  # no source yet: look again soon, not on every request
+                        self._next_load = now + self._retry_s
+                    else:
+                        self._ranked = sorted(loaded, key=lambda item: (-item[1], item[0]))
+                        self._next_load = now + self._ttl_s
+            if self._ranked is None and self._source_error is not None:
+                raise RankingUnavailable(self._next_load - now, self._source_error)
+            return self._ranked or []
 
     def recommend(self, k: int, exclude: frozenset[str] = frozenset()) -> list[RecommendedItem]:
         items: list[RecommendedItem] = []

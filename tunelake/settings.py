@@ -41,6 +41,10 @@ LOCAL_SECRET_DEFAULTS = {
     "postgres_password": "tunelake-local-pg",
     "api_keys": "tunelake-local-key",
 }
+# The local stack's Airflow login never reaches a cluster (production Airflow is configured by
+# its own chart), so it is not a deployment secret: outside `local` it defaults to empty (no
+# login) instead of the documented local value, which is refused there like the others.
+LOCAL_AIRFLOW_ADMIN_PASSWORD = "tunelake-local-airflow"
 
 
 class Settings(BaseSettings):
@@ -88,13 +92,20 @@ class Settings(BaseSettings):
     airflow_port: int = 8080
     airflow_db: str = "airflow"
     airflow_admin_user: str = "admin"
-    airflow_admin_password: SecretStr = SecretStr("tunelake-local-airflow")
+    airflow_admin_password: SecretStr = SecretStr(LOCAL_AIRFLOW_ADMIN_PASSWORD)
 
     # Recommendation service
     service_host: str = "127.0.0.1"
     service_port: int = 8000
-    # Comma-separated keys accepted in the X-API-Key header of write endpoints.
+    # Comma-separated keys for the X-API-Key header: read-write keys open every route,
+    # read-only keys only the GET routes. No read-only key by default.
     api_keys: SecretStr = SecretStr(LOCAL_SECRET_DEFAULTS["api_keys"])
+    api_read_keys: SecretStr = SecretStr("")
+    # Per-key token bucket: sustained requests a second and burst; beyond it, 429.
+    api_rate_per_second: float = 100.0
+    api_rate_burst: int = 200
+    # Largest request body in bytes, whatever its transfer encoding; beyond it, 413.
+    api_max_body_bytes: int = 1_048_576
     # Most-popular fallback before Silver exists: a catalog object in the lakehouse bucket.
     catalog_key: str = "reference/track_catalog.json"
 
@@ -121,14 +132,23 @@ class Settings(BaseSettings):
     # in local mode, and "jars are baked into the image" on a cluster.
     spark_jars: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_local_airflow_login_by_default(cls, data: object) -> object:
+        if isinstance(data, dict) and str(data.get("environment", "local")) != "local":
+            data.setdefault("airflow_admin_password", "")
+        return data
+
     @model_validator(mode="after")
     def _no_local_secrets_outside_local(self) -> Self:
         if self.environment is Environment.LOCAL:
             return self
+        # Any documented local value, whole or as one item of a comma-separated list.
+        local_values = {*LOCAL_SECRET_DEFAULTS.values(), LOCAL_AIRFLOW_ADMIN_PASSWORD}
         still_default = [
             f"TUNELAKE_{name.upper()}"
-            for name, local_value in LOCAL_SECRET_DEFAULTS.items()
-            if getattr(self, name).get_secret_value() == local_value
+            for name, value in self
+            if isinstance(value, SecretStr) and local_values & _secret_items(value)
         ]
         if still_default:
             raise ValueError(
@@ -161,9 +181,12 @@ class Settings(BaseSettings):
         return sorted(self.api_key_set())[0]
 
     def api_key_set(self) -> frozenset[str]:
-        return frozenset(
-            k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()
-        )
+        """Read-write keys."""
+        return _secret_items(self.api_keys) - {""}
+
+    def api_read_key_set(self) -> frozenset[str]:
+        """Read-only keys (a key in both lists is read-write)."""
+        return _secret_items(self.api_read_keys) - {""} - self.api_key_set()
 
     @property
     def is_local_spark(self) -> bool:
@@ -193,6 +216,11 @@ class Settings(BaseSettings):
             f"postgresql://{self.postgres_user}:{self.postgres_password.get_secret_value()}"
             f"@{self.postgres_host}:{self.postgres_port}/{database or self.postgres_db}"
         )
+
+
+def _secret_items(secret: SecretStr) -> frozenset[str]:
+    """A secret's comma-separated items, stripped."""
+    return frozenset(item.strip() for item in secret.get_secret_value().split(","))
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,11 @@
-"""Routes against a recording publisher: contract shapes and every 4xx path."""
+"""Routes against a recording publisher: contract shapes and every 4xx path.
+
+The ``client`` sends a read-write key by default; the gate's own refusals (401, 403, 413,
+429) are in test_service_gate.py."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,11 +27,11 @@ def publisher():
 
 @pytest.fixture
 def client(publisher):
-    settings = Settings(_env_file=None, api_keys="test-key,other-key")
+    settings = Settings(_env_file=None, api_keys="test-key,other-key", api_read_keys="read-key")
     app = create_app(
         settings, publisher=publisher, recommender=PopularityRecommender(lambda: CATALOG)
     )
-    return TestClient(app)
+    return TestClient(app, headers=KEY)
 
 
 def test_recommendations_follow_the_contract_and_log_one_impression(client, publisher):
@@ -93,7 +97,7 @@ def test_feedback_is_published(client, publisher):
         ("/users/u-1/feedback", {"request_id": "r", "track_id": "t", "action": "skip"}),
     ],
 )
-@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}])
+@pytest.mark.parametrize("headers", [{"X-API-Key": ""}, {"X-API-Key": "wrong"}])
 def test_writes_need_a_known_api_key(client, publisher, path, body, headers):
     response = client.post(path, json=body, headers=headers)
     assert response.status_code == 401
@@ -175,10 +179,11 @@ def test_publish_failure_is_503_and_nothing_accepted():
         publisher=failing,
         recommender=PopularityRecommender(lambda: CATALOG),
     )
-    client = TestClient(app)
-    listens = client.post("/users/u/listens", json=make_listens(2), headers={"X-API-Key": "k"})
+    client = TestClient(app, headers={"X-API-Key": "k"})
+    listens = client.post("/users/u/listens", json=make_listens(2))
     assert listens.status_code == 503
     assert "nothing was accepted" in listens.json()["detail"]
+    assert "retrying the same request is safe" in listens.json()["detail"]
     assert client.get("/users/u/recommendations").status_code == 503
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
@@ -193,10 +198,159 @@ def test_metrics_count_published_events(client):
 
 def test_no_catalog_yet_gives_an_empty_list(publisher):
     app = create_app(
-        Settings(_env_file=None),
+        Settings(_env_file=None, api_keys="test-key"),
         publisher=publisher,
         recommender=PopularityRecommender(lambda: None),
     )
-    response = TestClient(app).get("/users/u/recommendations")
+    response = TestClient(app, headers=KEY).get("/users/u/recommendations")
     assert response.status_code == 200
     assert response.json()["items"] == []
+
+
+def test_a_retried_batch_keeps_its_event_ids(client, publisher):
+    body = make_listens(3)
+    assert client.post("/users/u-1/listens", json=body, headers=KEY).status_code == 202
+    assert client.post("/users/u-1/listens", json=body, headers=KEY).status_code == 202
+    first, retry = ([e["event_id"] for e in events] for _, events in publisher.sent)
+    assert first == retry
+    assert len(set(first)) == 3
+    assert all(str(uuid.UUID(event_id)) == event_id for event_id in first)
+
+
+def test_event_ids_follow_the_content_at_millisecond_precision(client, publisher):
+    same_instant = [
+        {"track_id": "t", "played_at": "2026-01-01T10:00:00.123Z", "ms_played": 5},
+        {"track_id": "t", "played_at": "2026-01-01T11:00:00.123400+01:00", "ms_played": 5},
+    ]
+    different = [
+        {"track_id": "t", "played_at": "2026-01-01T10:00:00.124Z", "ms_played": 5},
+        {"track_id": "t", "played_at": "2026-01-01T10:00:00.123Z", "ms_played": 6},
+        {"track_id": "u", "played_at": "2026-01-01T10:00:00.123Z", "ms_played": 5},
+    ]
+    for listen in same_instant + different:
+        client.post("/users/u-1/listens", json={"listens": [listen]}, headers=KEY)
+    client.post("/users/u-2/listens", json={"listens": [same_instant[0]]}, headers=KEY)
+    ids = [events[0]["event_id"] for _, events in publisher.sent]
+    assert ids[0] == ids[1]
+    assert len(set(ids[1:])) == 5  # another ms, duration, track or user: another event
+
+
+def test_an_idempotency_key_names_the_events(client, publisher):
+    body = make_listens(2)
+    moved = make_listens(2, ms_played=7)  # content changed, same key: the same events
+    for listens in (body, moved):
+        client.post("/users/u-1/listens", json=listens, headers={**KEY, "Idempotency-Key": "b-1"})
+    client.post("/users/u-1/listens", json=body, headers={**KEY, "Idempotency-Key": "b-2"})
+    keyed, same_key, other_key = ([e["event_id"] for e in events] for _, events in publisher.sent)
+    assert keyed == same_key
+    assert len(set(keyed)) == 2
+    assert not set(keyed) & set(other_key)
+
+
+def test_feedback_ids_follow_content_or_idempotency_key(client, publisher):
+    like = {"request_id": "req-1", "track_id": "t-1", "action": "like"}
+    skip = like | {"action": "skip"}
+    keyed = {**KEY, "Idempotency-Key": "f"}
+    for body, headers in [(like, KEY), (like, KEY), (skip, KEY), (like, keyed)]:
+        assert client.post("/users/u-1/feedback", json=body, headers=headers).status_code == 202
+    ids = [events[0]["event_id"] for _, events in publisher.sent]
+    assert ids[0] == ids[1]
+    assert len({ids[0], ids[2], ids[3]}) == 3
+
+
+def test_a_bad_idempotency_key_is_422(client, publisher):
+    headers = {**KEY, "Idempotency-Key": "has space"}
+    response = client.post("/users/u/listens", json=make_listens(1), headers=headers)
+    assert response.status_code == 422
+    assert publisher.sent == []
+
+
+def test_a_read_only_key_reads_but_does_not_write(client, publisher):
+    read = {"X-API-Key": "read-key"}
+    assert client.get("/users/u/recommendations", headers=read).status_code == 200
+    response = client.post("/users/u/listens", json=make_listens(1), headers=read)
+    assert response.status_code == 403
+    assert [stream for stream, _ in publisher.sent] == [Stream.RECOMMENDATIONS]
+
+
+class FlakySource:
+    """A popularity loader that answers, then fails (S3 down)."""
+
+    def __init__(self, answers: bool) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    def __call__(self) -> list[tuple[str, float]]:
+        self.calls += 1
+        if not self.answers:
+            raise ConnectionError("S3 unreachable")
+        return CATALOG
+
+
+def _app_with(source: FlakySource, publisher: RecordingPublisher) -> TestClient:
+    app = create_app(
+        Settings(_env_file=None, api_keys="test-key"),
+        publisher=publisher,
+        recommender=PopularityRecommender(source, ttl_s=0.0, retry_s=30.0),
+    )
+    return TestClient(app, headers=KEY)
+
+
+def test_source_down_serves_the_last_loaded_ranking(publisher):
+    source = FlakySource(answers=True)
+    client = _app_with(source, publisher)
+    assert client.get("/users/u/recommendations", params={"k": 1}).status_code == 200
+    source.answers = False
+    response = client.get("/users/u/recommendations", params={"k": 1})
+    assert response.status_code == 200
+    assert response.json()["items"][0]["track_id"] == "t-hit"
+    assert source.calls == 2
+
+
+def test_source_down_before_any_load_is_503_with_retry_after(publisher):
+    source = FlakySource(answers=False)
+    client = _app_with(source, publisher)
+    for _ in range(2):  # the second call within retry_s does not ask the source again
+        response = client.get("/users/u/recommendations")
+        assert response.status_code == 503
+        assert 1 <= int(response.headers["Retry-After"]) <= 30
+        assert "S3 unreachable" in response.json()["detail"]
+    assert source.calls == 1
+    assert publisher.sent == []
+
+
+def _ahead(minutes: int) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "bound"),
+    [
+        ({"played_at": "1999-12-31T23:59:59Z"}, "before the earliest event time 2000-01-01"),
+        ({"played_at": "1970-01-01T00:00:00Z"}, "before the earliest event time 2000-01-01"),
+        ({"played_at": _ahead(6)}, "more than 5 minutes in the future"),
+        ({"ms_played": -1}, "greater than or equal to 0"),
+        ({"ms_played": 86_400_001}, "less than or equal to 86400000"),
+    ],
+)
+def test_listens_out_of_bounds_are_422_naming_field_and_bound(client, publisher, overrides, bound):
+    body = make_listens(2)
+    body["listens"][1] |= overrides
+    response = client.post("/users/u-1/listens", json=body, headers=KEY)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "listens", 1, next(iter(overrides))]
+    assert bound in error["msg"]
+    assert publisher.sent == []
+
+
+def test_the_earliest_event_date_is_the_setting(client, publisher, monkeypatch):
+    import service.models
+
+    later = Settings(_env_file=None, earliest_event_date="2020-01-01")
+    monkeypatch.setattr(service.models, "get_settings", lambda: later)
+    body = make_listens(1, played_at="2019-06-01T00:00:00Z")
+    response = client.post("/users/u-1/listens", json=body, headers=KEY)
+    assert response.status_code == 422
+    assert "2020-01-01T00:00:00Z" in response.json()["detail"][0]["msg"]
+    assert publisher.sent == []

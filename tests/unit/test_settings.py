@@ -114,3 +114,42 @@ def test_env_example_documents_exactly_the_defaults(monkeypatch):
     assert from_file == defaults
     local_only = {"TUNELAKE_STATE_DIR", "TUNELAKE_CACHE_DIR"}
     assert documented | local_only == {f"TUNELAKE_{f.upper()}" for f in Settings.model_fields}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TUNELAKE_API_KEYS", "tunelake-local-key,a-real-key"),
+        ("TUNELAKE_API_KEYS", "a-real-key, tunelake-local-key"),
+        ("TUNELAKE_API_READ_KEYS", "reader,tunelake-local-key"),
+        ("TUNELAKE_AIRFLOW_ADMIN_PASSWORD", "tunelake-local-airflow"),
+    ],
+)
+def test_a_local_default_anywhere_in_a_secret_is_refused_outside_local(
+    monkeypatch, variable, value
+):
+    monkeypatch.setenv("TUNELAKE_ENVIRONMENT", "staging")
+    monkeypatch.setenv("TUNELAKE_S3_SECRET_KEY", "s3-real")
+    monkeypatch.setenv("TUNELAKE_POSTGRES_PASSWORD", "pg-real")
+    monkeypatch.setenv("TUNELAKE_API_KEYS", "a-real-key")
+    Settings(_env_file=None)  # the real secrets alone pass
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=variable):
+        Settings(_env_file=None)
+
+
+def test_the_local_airflow_login_has_no_default_outside_local(monkeypatch):
+    assert Settings(_env_file=None).airflow_admin_password.get_secret_value() == (
+        "tunelake-local-airflow"
+    )
+    monkeypatch.setenv("TUNELAKE_ENVIRONMENT", "production")
+    monkeypatch.setenv("TUNELAKE_S3_SECRET_KEY", "s3-real")
+    monkeypatch.setenv("TUNELAKE_POSTGRES_PASSWORD", "pg-real")
+    monkeypatch.setenv("TUNELAKE_API_KEYS", "a-real-key")
+    assert Settings(_env_file=None).airflow_admin_password.get_secret_value() == ""
+
+
+def test_read_only_keys_exclude_read_write_ones():
+    s = Settings(_env_file=None, api_keys="rw-1, rw-2", api_read_keys="ro-1,rw-2,, ro-2 ")
+    assert s.api_key_set() == {"rw-1", "rw-2"}
+    assert s.api_read_key_set() == {"ro-1", "ro-2"}
