@@ -55,7 +55,7 @@ def _read_between(settings, topic, start, stop, schema_name):
 
 @pytest.fixture(scope="module")
 def client(kafka, registry, s3):
-    with TestClient(build_app(kafka)) as test_client:
+    with TestClient(build_app(kafka), headers=KEY) as test_client:
         yield test_client
 
 
@@ -137,8 +137,8 @@ def test_unreachable_event_store_is_503_and_nothing_accepted(kafka, broken):
     app = create_app(
         settings, publisher=producer, recommender=PopularityRecommender(lambda: CATALOG)
     )
-    with TestClient(app) as client:
-        listens = client.post("/users/u/listens", json=make_listens(2), headers=KEY)
+    with TestClient(app, headers=KEY) as client:
+        listens = client.post("/users/u/listens", json=make_listens(2))
         assert listens.status_code == 503
         assert "nothing was accepted" in listens.json()["detail"]
         assert "accepted" not in listens.json()
