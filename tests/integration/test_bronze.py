@@ -111,7 +111,7 @@ def test_events_posted_over_http_land_exactly_once(spark, topics):
                 "accepted": 50
             }
             posted += [(user, listen) for listen in body["listens"]]
-            response = client.get(f"/users/{user}/recommendations", params={"k": 5})
+            response = client.get(f"/users/{user}/recommendations", params={"k": 5}, headers=KEY)
             impressions.append(response.json()["request_id"])
             fb = {"request_id": impressions[-1], "track_id": "t-x", "action": "skip"}
             assert client.post(f"/users/{user}/feedback", json=fb, headers=KEY).status_code == 202
