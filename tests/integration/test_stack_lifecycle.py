@@ -9,12 +9,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tunelake.settings import SOURCE_ROOT, Settings
+from tunelake.settings import Settings
 from tunelake.stack import manager, process
 from tunelake.stack.services import all_services
 
@@ -30,10 +29,10 @@ REAL_SERVERS = {
 
 
 @pytest.fixture(scope="module")
-def throwaway():
-    # Inside the checkout, not /tmp: pytest's temp root is private to root, and PostgreSQL
-    # runs as the postgres user, which must reach its data folder.
-    state = SOURCE_ROOT / ".tunelake" / "test-stacks" / uuid.uuid4().hex[:8]
+def throwaway(tmp_path_factory):
+    # pytest's temp root is private to its user: PostgreSQL, run as the postgres user when
+    # we are root, keeps its cluster where that user can reach it.
+    state = tmp_path_factory.mktemp("stack")
     settings = Settings(
         _env_file=None,
         state_dir=state,
@@ -47,6 +46,7 @@ def throwaway():
     record: dict = {"settings": settings}
     yield record
     manager.down(settings)
+    shutil.rmtree(all_services(settings)["postgres"].data_dir, ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)
 
 
@@ -85,11 +85,10 @@ def test_down_leaves_no_process_of_ours(throwaway):
         assert not Path(f"/proc/{proc.pid}").exists() or not process.is_alive(proc)
         port = services[name].port
         assert port is None or not manager._port_open(port), f"{name} port still open"
-    # PostgreSQL's backends and weed's helpers are gone too: nothing runs from our folder.
-    leftovers = subprocess.run(
-        ["pgrep", "-f", str(settings.state_dir)], capture_output=True, text=True
-    ).stdout.split()
-    assert leftovers == []
+    # PostgreSQL's backends and weed's helpers are gone too: nothing runs from our folders.
+    for folder in (settings.state_dir, services["postgres"].data_dir):
+        leftovers = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True)
+        assert leftovers.stdout.split() == [], f"processes still running from {folder}"
     assert {row.health for row in manager.status(settings)} == {"stopped"}
 
 
