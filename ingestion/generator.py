@@ -11,6 +11,7 @@ recommender that learns tastes can therefore beat popularity.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,8 @@ GENRES = (
     "country",
 )
 MAX_BATCH = 1000
+# A 429 is waited out (its Retry-After) this many times before the generator gives up.
+MAX_RATE_LIMITED_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -134,13 +137,22 @@ class TrafficPoster:
     def close(self) -> None:
         self._http.close()
 
+    def _request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        """Send, waiting out the service's per-key rate limit (429 + Retry-After)."""
+        for _ in range(MAX_RATE_LIMITED_TRIES):
+            response = self._http.request(method, url, **kwargs)
+            if response.status_code != 429:
+                break
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+        response.raise_for_status()
+        return response
+
     def post_listens(self, user_id: str, listens: list[dict]) -> int:
         accepted = 0
         for i in range(0, len(listens), MAX_BATCH):
-            response = self._http.post(
-                f"/users/{user_id}/listens", json={"listens": listens[i : i + MAX_BATCH]}
+            response = self._request(
+                "POST", f"/users/{user_id}/listens", json={"listens": listens[i : i + MAX_BATCH]}
             )
-            response.raise_for_status()
             accepted += response.json()["accepted"]
         return accepted
 
@@ -165,8 +177,7 @@ class TrafficPoster:
         for user, user_id in enumerate(world.user_ids):
             if rng.random() > min(1.0, world.activity[user] / 2):
                 continue
-            response = self._http.get(f"/users/{user_id}/recommendations", params={"k": k})
-            response.raise_for_status()
+            response = self._request("GET", f"/users/{user_id}/recommendations", params={"k": k})
             body = response.json()
             report.recommendations += 1
             report.sample_response = report.sample_response or body
@@ -198,11 +209,11 @@ class TrafficPoster:
                 report.listens += self.post_listens(user_id, plays)
 
     def _feedback(self, user_id: str, request_id: str, track_id: str, action: str) -> None:
-        response = self._http.post(
+        self._request(
+            "POST",
             f"/users/{user_id}/feedback",
             json={"request_id": request_id, "track_id": track_id, "action": action},
         )
-        response.raise_for_status()
 
 
 def generate_traffic(
