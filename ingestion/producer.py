@@ -89,7 +89,10 @@ class EventProducer:
         try:
             producer.close(timeout=timeout_s)
         except KafkaError as exc:
-            log.info("closing a failed Kafka producer: %s", exc)
+            # close() flushes first and gives up while records are pending, leaving the
+            # producer's I/O thread running: stop that thread without sending anything.
+            log.info("force-closing a failed Kafka producer: %s", exc)
+            producer._sender.force_close()
 
     def register_schemas(self) -> dict[str, int]:
         """Register every stream's schema (BACKWARD compatibility); returns subject -> id."""
