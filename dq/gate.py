@@ -62,9 +62,12 @@ class QualityReport:
 class QualityGateError(RuntimeError):
     def __init__(self, reports: list[QualityReport]) -> None:
         self.reports = reports
+        run_id = reports[0].run_id if reports else "?"
         super().__init__(
             "quality gate failed; nothing was published:\n"
             + "\n".join(r.describe() for r in reports if not r.passed)
+            + f"\ninspect: tunelake quality show --run-id {run_id}; move Bronze rows that "
+            "break a rule out: tunelake quality quarantine (see the README's quality section)"
         )
 
 
@@ -118,6 +121,25 @@ def store(settings: Settings, reports: list[QualityReport], stage: str) -> str:
     body = json.dumps([asdict(r) | {"passed": r.passed} for r in reports], default=str, indent=1)
     s3_client(settings).put_object(Bucket=settings.lakehouse_bucket, Key=key, Body=body.encode())
     return key
+
+
+def stored(settings: Settings, run_id: str) -> dict[str, list[QualityReport]]:
+    """The results ``store`` kept for ``run_id``, by stage (empty if it kept none)."""
+    s3 = s3_client(settings)
+    prefix = f"_quality/{run_id}/"
+    listing = s3.list_objects_v2(Bucket=settings.lakehouse_bucket, Prefix=prefix)
+    stages = {}
+    for item in sorted(listing.get("Contents", []), key=lambda i: i["Key"]):
+        body = s3.get_object(Bucket=settings.lakehouse_bucket, Key=item["Key"])["Body"].read()
+        stage = item["Key"].removeprefix(prefix).removesuffix(".json")
+        stages[stage] = [
+            QualityReport(
+                **{k: v for k, v in kept.items() if k not in ("failures", "passed")},
+                failures=[Failure(**f) for f in kept["failures"]],
+            )
+            for kept in json.loads(body)
+        ]
+    return stages
 
 
 def gate(reports: list[QualityReport]) -> None:

@@ -2,19 +2,39 @@
 
 Critical expectations block publication; warnings (such as row-count drift) are reported
 and kept with the results but let the batch through.
+
+Row-level validity (ids, time bounds, ranges, actions) is ``ingestion/validity.py``'s, the
+declaration the API (422) and the Bronze rules (quarantine) enforce before a row lands: the
+suites render the same bounds, so they can only fail for rows that bypassed both (written
+into a table by hand, or landed before a bound was tightened). What else they check is
+batch-level: keys present and unique in Silver, aggregates consistent, row-count drift.
+Bronze keeps no uniqueness expectation: a client's retry may land the same content-derived
+``event_id`` twice, and Silver deduplicates by it.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import great_expectations as gx
 from great_expectations.expectations.metadata_types import FailureSeverity
 
-from spark_jobs.bronze.rules import UUID_PATTERN
+from ingestion.streams import Stream
+from ingestion.validity import (
+    EVENT_RULES,
+    IDENTIFIER,
+    MIN_RANK,
+    FieldRule,
+    Instant,
+    OneOf,
+    Present,
+    Text,
+    TimeBounds,
+    Whole,
+)
 from spark_jobs.silver.aggregates import INTERACTION_COUNTS, TRACK_DAILY_COUNTS, USER_DAILY_COUNTS
+from tunelake.settings import Settings
 
-ID_PATTERN = r"^[A-Za-z0-9._:@-]+$"
 E = gx.expectations
 
 
@@ -27,15 +47,46 @@ def _non_negative(*columns: str) -> list:
 
 
 def _ids(*columns: str) -> list:
-    return [E.ExpectColumnValuesToMatchRegex(column=c, regex=ID_PATTERN) for c in columns]
+    return [E.ExpectColumnValuesToMatchRegex(column=c, regex=IDENTIFIER.pattern) for c in columns]
 
 
-def _timestamps_in_range(*columns: str, now: datetime) -> list:
-    # History imports go back years; nothing may come from the future (5 minutes' slack).
-    earliest, latest = datetime(2000, 1, 1, tzinfo=UTC), now + timedelta(minutes=5)
+def _valid_values(rule: FieldRule, bounds: TimeBounds) -> list:
+    """``rule``'s bounds as expectations on its column (nulls are ``_not_null``'s)."""
+    column, bound = rule.name, rule.constraint
+    if isinstance(bound, Text):
+        lengths = E.ExpectColumnValueLengthsToBeBetween(
+            column=column, min_value=bound.min_length, max_value=bound.max_length
+        )
+        if bound.pattern is None:
+            return [lengths]
+        return [lengths, E.ExpectColumnValuesToMatchRegex(column=column, regex=bound.pattern)]
+    if isinstance(bound, Whole):
+        return [
+            E.ExpectColumnValuesToBeBetween(
+                column=column, min_value=bound.minimum, max_value=bound.maximum
+            )
+        ]
+    if isinstance(bound, Instant):
+        return [
+            E.ExpectColumnValuesToBeBetween(
+                column=column, min_value=bounds.earliest, max_value=bounds.latest
+            )
+        ]
+    if isinstance(bound, OneOf):
+        return [E.ExpectColumnValuesToBeInSet(column=column, value_set=list(bound.values))]
+    if isinstance(bound, Present):
+        return []
+    raise TypeError(f"no expectation renders {bound!r}")
+
+
+def _conforming(stream: Stream, bounds: TimeBounds, columns: tuple[str, ...]) -> list:
+    """The validity rules of ``stream`` whose fields are among ``columns`` (a Silver table
+    flattens the ``items`` of a list into columns of the same names)."""
     return [
-        E.ExpectColumnValuesToBeBetween(column=c, min_value=earliest, max_value=latest)
-        for c in columns
+        expectation
+        for rule in EVENT_RULES[stream]
+        if rule.name in columns
+        for expectation in _valid_values(rule, bounds)
     ]
 
 
@@ -62,52 +113,45 @@ def row_count_drift(expected: float | None) -> list:
     ]
 
 
-def bronze_suite(stream: str, now: datetime) -> list:
-    envelope = [
-        *_not_null("event_id", "event_time", "user_id"),
-        E.ExpectColumnValuesToMatchRegex(column="event_id", regex=UUID_PATTERN),
-        *_unique("event_id"),
-        *_timestamps_in_range("event_time", now=now),
+def bronze_suite(stream: str, settings: Settings, now: datetime) -> list:
+    """The Bronze rules again, with the same bounds: only rows that bypassed them fail."""
+    rules = [r for r in EVENT_RULES[Stream(stream)] if r.within is None]
+    bounds = TimeBounds.at(settings, now)
+    return [
+        *_not_null(*(r.name for r in rules if r.required)),
+        *_conforming(Stream(stream), bounds, tuple(r.name for r in rules)),
     ]
-    if stream == "listens":
-        return [
-            *envelope,
-            *_not_null("track_id", "played_at", "ms_played"),
-            *_non_negative("ms_played"),
-            *_timestamps_in_range("played_at", now=now),
-        ]
-    if stream == "feedback":
-        return [
-            *envelope,
-            *_not_null("track_id", "request_id", "action"),
-            E.ExpectColumnValuesToBeInSet(
-                column="action", value_set=["play", "skip", "like", "dislike"]
-            ),
-        ]
-    if stream == "recommendations":
-        return [*envelope, *_not_null("request_id", "model_version", "items")]
-    raise ValueError(f"no Bronze suite for {stream}")
 
 
-def silver_suite(table: str, now: datetime) -> list:
+def silver_suite(table: str, settings: Settings, now: datetime) -> list:
+    bounds = TimeBounds.at(settings, now)
     if table == "listens":
         return [
             *_not_null("event_id", "user_id", "track_id", "played_at", "play_date"),
             *_unique("event_id"),
-            *_ids("user_id", "track_id"),
-            *_non_negative("ms_played"),
-            *_timestamps_in_range("played_at", now=now),
+            *_conforming(
+                Stream.LISTENS,
+                bounds,
+                ("event_id", "user_id", "track_id", "played_at", "ms_played", "request_id"),
+            ),
         ]
     if table == "impressions":
         return [
             *_not_null("request_id", "user_id", "track_id", "rank", "impression_date"),
             *_unique("request_id", "track_id"),
-            E.ExpectColumnValuesToBeBetween(column="rank", min_value=1),
+            *_conforming(
+                Stream.RECOMMENDATIONS,
+                bounds,
+                ("request_id", "user_id", "model_version", "track_id", "rank"),
+            ),
         ]
     if table == "feedback":
         return [
             *_not_null("event_id", "user_id", "track_id", "request_id", "action"),
             *_unique("event_id"),
+            *_conforming(
+                Stream.FEEDBACK, bounds, ("event_id", "user_id", "request_id", "track_id", "action")
+            ),
         ]
     if table == "track_daily_stats":
         counts = TRACK_DAILY_COUNTS
@@ -144,6 +188,6 @@ def silver_suite(table: str, now: datetime) -> list:
         return [
             *_not_null("request_id", "track_id", "rank", "played", "skipped", "liked"),
             *_unique("request_id", "track_id"),
-            E.ExpectColumnValuesToBeBetween(column="rank", min_value=1),
+            E.ExpectColumnValuesToBeBetween(column="rank", min_value=MIN_RANK),
         ]
     raise ValueError(f"no Silver suite for {table}")

@@ -198,6 +198,90 @@ def pipeline_run(
     Console().print(summary.render())
 
 
+quality_app = typer.Typer(
+    help="Inspect a failed quality gate; move the rows it failed on out of Bronze.",
+    no_args_is_help=True,
+)
+app.add_typer(quality_app, name="quality")
+RunId = Annotated[str | None, typer.Option(help="Default: <from>_<to>")]
+
+
+def _run_id(start: str | None, end: str | None, run_id: str | None) -> str:
+    from spark_jobs.silver.build import SilverRun
+
+    return SilverRun.for_dates(*_dates(start, end), run_id=run_id).run_id
+
+
+@quality_app.command("show")
+def quality_show(start: FromDate = None, end: ToDate = None, run_id: RunId = None) -> None:
+    """Print a Silver run's stored validation results: failing expectations, sample values."""
+    from dq.gate import stored
+
+    settings = get_settings()
+    run = _run_id(start, end, run_id)
+    stages = stored(settings, run)
+    if not stages:
+        raise _fail(
+            LookupError(
+                f"no quality results for run {run} in s3://{settings.lakehouse_bucket}/"
+                f"_quality/{run}/: validate it first (`tunelake silver validate-bronze`)"
+            )
+        )
+    failing = [r for reports in stages.values() for r in reports if not r.passed]
+    for stage, reports in stages.items():
+        print(f"{stage} validation of run {run}:")
+        print("\n".join(f"  {line}" for r in reports for line in r.describe().splitlines()))
+    if failing:
+        print(
+            f"\n{len(failing)} table(s) failed a critical expectation. Bronze rows that break "
+            "one can be moved to their topic's quarantine, then the run repeated:\n"
+            "  tunelake quality quarantine STREAM --where 'SQL predicate' --reason '...' "
+            f"--from D --to D\n  tunelake silver all --run-id {run} --from D --to D"
+        )
+        raise typer.Exit(code=1)
+
+
+@quality_app.command("quarantine")
+def quality_quarantine(
+    table: Annotated[
+        str, typer.Argument(help="Bronze table: listens, feedback, recommendations (or bronze_*)")
+    ],
+    where: Annotated[str, typer.Option(help="SQL predicate over the Bronze columns")],
+    reason: Annotated[str, typer.Option(help="Why: kept with every moved row")],
+    start: FromDate = None,
+    end: ToDate = None,
+) -> None:
+    """Move the Bronze rows ingested in [--from, --to] matching --where to the quarantine."""
+    from ingestion.streams import Stream
+    from spark_jobs.bronze.quarantine import QuarantineError, move_to_quarantine
+    from spark_jobs.common.session import build_spark
+
+    try:
+        stream = Stream(table.removeprefix("bronze_"))
+    except ValueError:
+        known = [s.value for s in Stream]
+        raise _fail(ValueError(f"unknown table {table!r}; one of {known}")) from None
+    settings = get_settings()
+    first, last = _dates(start, end)
+    try:
+        moved = move_to_quarantine(
+            build_spark(settings, "tunelake-quality-quarantine"),
+            settings,
+            stream,
+            where,
+            reason,
+            first,
+            last,
+        )
+    except QuarantineError as exc:
+        raise _fail(exc) from None
+    print(
+        f"moved {moved.rows} row(s) of {moved.table} (version {moved.bronze_version}) to "
+        f"{moved.quarantine}; now repeat the run: "
+        f"tunelake silver all --from {first} --to {last}"
+    )
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: TUNELAKE_SERVICE_HOST")] = None,

@@ -1,53 +1,91 @@
 """Record-level checks a decoded event must pass to enter Bronze (else: quarantine).
 
+The checks are ``ingestion/validity.py``'s declaration rendered as Spark conditions: the
+same bounds the API answers 422 for and the quality suites expect, so a record that breaks
+one is quarantined with the reason here and never reaches the batch-level quality gate.
+
 Each rule is ``(reason, condition that holds for a valid record)`` over the decoded
 payload's columns. Decoding already enforced the Avro types; these catch values the types
-cannot (negative durations, empty ids).
+cannot (negative durations, malformed ids, a play in 1999).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from ingestion import validity
 from ingestion.streams import Stream
-
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+from ingestion.validity import FieldRule, Instant, OneOf, Present, Text, Whole
+from tunelake.settings import Settings, get_settings
 
 Rule = tuple[str, Column]
 
 
-def _not_empty(name: str) -> Rule:
-    return (f"{name} is empty", F.length(F.col(name)) > 0)
+def _latest() -> Column:
+    seconds = int(validity.FUTURE_TOLERANCE.total_seconds())
+    return F.expr(f"current_timestamp() + INTERVAL {seconds} SECONDS")
 
 
-def _envelope() -> list[Rule]:
+def _checks(rule: FieldRule, settings: Settings) -> list[tuple[str, Callable[[Column], Column]]]:
+    """(reason, value -> holds) for ``rule``'s constraint; a null value is the null rule's."""
+    bound = rule.constraint
+    if isinstance(bound, Text):
+        length = F.length
+        checks = [
+            lambda v: length(v) >= bound.min_length,
+            *([lambda v: length(v) <= bound.max_length] if bound.max_length else []),
+            *([lambda v: v.rlike(bound.pattern)] if bound.pattern else []),
+        ]
+        return [(validity.text_reason(rule), lambda v: _all(c(v) for c in checks))]
+    if isinstance(bound, Whole):
+        checks = [
+            *([lambda v: v >= bound.minimum] if bound.minimum is not None else []),
+            *([lambda v: v <= bound.maximum] if bound.maximum is not None else []),
+        ]
+        return [(validity.out_of_range_reason(rule), lambda v: _all(c(v) for c in checks))]
+    if isinstance(bound, Instant):
+        earliest = validity.earliest_event_time(settings)
+        return [
+            (validity.too_early_reason(rule, earliest), lambda v: v >= F.lit(earliest)),
+            (validity.too_late_reason(rule), lambda v: v <= _latest()),
+        ]
+    if isinstance(bound, OneOf):
+        return [(validity.not_one_of_reason(rule), lambda v: v.isin(list(bound.values)))]
+    if isinstance(bound, Present):
+        return []
+    raise TypeError(f"no Spark rendering of {bound!r}")
+
+
+def _all(conditions) -> Column:
+    result = F.lit(True)
+    for condition in conditions:
+        result = result & condition
+    return result
+
+
+def _rendered(rule: FieldRule, settings: Settings) -> list[Rule]:
+    checks = [(validity.null_reason(rule), lambda v: v.isNotNull())] if rule.required else []
+    checks += [
+        (reason, lambda v, holds=holds: v.isNull() | holds(v))
+        for reason, holds in _checks(rule, settings)
+    ]
+    if rule.within is None:
+        return [(reason, holds(F.col(rule.name))) for reason, holds in checks]
+    array = F.col(rule.within)
     return [
-        ("event_id is not a UUID", F.col("event_id").rlike(UUID_PATTERN)),
-        ("event_time is null", F.col("event_time").isNotNull()),
-        _not_empty("user_id"),
+        (reason, array.isNull() | F.forall(array, lambda item, h=holds: h(item[rule.name])))
+        for reason, holds in checks
     ]
 
 
-def rules_for(stream: Stream) -> list[Rule]:
-    if stream is Stream.LISTENS:
-        return [
-            *_envelope(),
-            _not_empty("track_id"),
-            ("played_at is null", F.col("played_at").isNotNull()),
-            ("ms_played is negative", F.col("ms_played") >= 0),
-        ]
-    if stream is Stream.FEEDBACK:
-        return [*_envelope(), _not_empty("track_id"), _not_empty("request_id")]
-    if stream is Stream.RECOMMENDATIONS:
-        return [
-            *_envelope(),
-            _not_empty("request_id"),
-            _not_empty("model_version"),
-            ("an item rank is below 1", F.forall("items", lambda item: item["rank"] >= 1)),
-            (
-                "an item has an empty track_id",
-                F.forall("items", lambda item: F.length(item["track_id"]) > 0),
-            ),
-        ]
-    raise ValueError(f"no rules for {stream}")
+def rules_for(stream: Stream, settings: Settings | None = None) -> list[Rule]:
+    """Every rule of ``stream`` (earliest event time: ``settings``, else the process's)."""
+    if stream not in validity.EVENT_RULES:
+        raise ValueError(f"no rules for {stream}")
+    settings = settings or get_settings()
+    return [
+        rendered for rule in validity.EVENT_RULES[stream] for rendered in _rendered(rule, settings)
+    ]

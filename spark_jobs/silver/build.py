@@ -93,7 +93,7 @@ def validate_bronze(
         quality.validate(
             bronze_slice(spark, settings, stream, run),
             f"bronze_{stream.value}",
-            bronze_suite(stream.value, now),
+            bronze_suite(stream.value, settings, now),
             run.run_id,
         )
         for stream in Stream
@@ -306,7 +306,7 @@ def validate_silver(
     reports = []
     for name, info in manifest["tables"].items():
         staged = spark.read.format("delta").load(run.staging(settings, name))
-        expectations = silver_suite(name, now)
+        expectations = silver_suite(name, settings, now)
         usual = _usual_rows(spark, settings, name)
         if usual and info["dates"]:
             expectations += row_count_drift(usual * len(info["dates"]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import fastavro
 import pytest
@@ -12,10 +12,17 @@ from ingestion import avro_codec
 from ingestion.schemas import load_schema
 from ingestion.streams import Stream
 from spark_jobs.bronze.ingest import decode, split, with_ingest_metadata
+from tunelake.settings import Settings
 
 LISTEN = load_schema("listen")
 PARSED = fastavro.parse_schema(LISTEN)
 INGESTED_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+MS_OUT = "ms_played is outside [0, 86400000]"
+NOT_AN_ID = "not an id (1-128 of A-Za-z0-9._:@-)"
+TOO_EARLY = (
+    "played_at is before the earliest event time 2000-01-01T00:00:00Z "
+    "(TUNELAKE_EARLIEST_EVENT_DATE)"
+)
 KAFKA_SCHEMA = (
     "key binary, value binary, topic string, partition int, offset long, timestamp timestamp"
 )
@@ -42,6 +49,9 @@ def kafka_rows(spark, values: list[bytes]):
 
 def run_split(spark, values, writers=None):
     decoded = decode(kafka_rows(spark, values), writers or {7: LISTEN}, LISTEN, Stream.LISTENS)
+    # Cached, as write_batch does: unpersisted, each side's filter would inline the decoding
+    # into every rule and grow past what Spark's code generator compiles.
+    decoded = decoded.persist()
     accepted, quarantined = split(decoded, LISTEN)
     return accepted.collect(), {r.offset: r for r in quarantined.collect()}
 
@@ -92,10 +102,14 @@ def test_malformed_bytes_are_quarantined_with_the_reason(spark, value, reason):
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"ms_played": -5}, "invalid: ms_played is negative"),
-        ({"track_id": ""}, "invalid: track_id is empty"),
+        ({"ms_played": -5}, f"invalid: {MS_OUT}"),
+        ({"ms_played": 86_400_001}, f"invalid: {MS_OUT}"),
+        ({"track_id": ""}, f"invalid: track_id is {NOT_AN_ID}"),
+        ({"track_id": "has space"}, f"invalid: track_id is {NOT_AN_ID}"),
         ({"event_id": "not-a-uuid"}, "invalid: event_id is not a UUID"),
-        ({"user_id": "", "ms_played": -1}, "invalid: user_id is empty; ms_played is negative"),
+        ({"user_id": "", "ms_played": -1}, f"invalid: user_id is {NOT_AN_ID}; {MS_OUT}"),
+        ({"played_at": datetime(1999, 12, 31, tzinfo=UTC)}, f"invalid: {TOO_EARLY}"),
+        ({"played_at": datetime(1970, 1, 1, tzinfo=UTC)}, f"invalid: {TOO_EARLY}"),
     ],
 )
 def test_schema_valid_but_rule_breaking_records_are_quarantined(spark, overrides, reason):
@@ -114,3 +128,27 @@ def test_records_of_an_older_schema_get_the_new_fields_defaults(spark):
     accepted, quarantined = run_split(spark, [value, new_value], writers={3: old, 7: LISTEN})
     assert quarantined == {}
     assert sorted((r.schema_id, r.context) for r in accepted) == [(3, None), (7, "radio")]
+
+
+def test_a_play_more_than_five_minutes_ahead_is_quarantined(spark):
+    soon = make_listen(played_at=datetime.now(UTC) + timedelta(minutes=3))
+    later = make_listen(played_at=datetime.now(UTC) + timedelta(minutes=6))
+    accepted, quarantined = run_split(
+        spark, [avro_codec.encode(7, PARSED, soon), avro_codec.encode(7, PARSED, later)]
+    )
+    assert [r.event_id for r in accepted] == [soon["event_id"]]
+    assert quarantined[1].error == "invalid: played_at is more than 5 minutes in the future"
+
+
+def test_the_earliest_event_date_comes_from_the_settings(spark, monkeypatch):
+    from spark_jobs.bronze import rules
+
+    later = Settings(_env_file=None, earliest_event_date="2026-11-25")
+    monkeypatch.setattr(rules, "get_settings", lambda: later)
+    on_the_day = make_listen(played_at=datetime(2026, 11, 25, tzinfo=UTC))
+    before = make_listen(played_at=datetime(2026, 11, 24, 23, 59, tzinfo=UTC))
+    accepted, quarantined = run_split(
+        spark, [avro_codec.encode(7, PARSED, on_the_day), avro_codec.encode(7, PARSED, before)]
+    )
+    assert [r.event_id for r in accepted] == [on_the_day["event_id"]]
+    assert "before the earliest event time 2026-11-25T00:00:00Z" in quarantined[1].error
