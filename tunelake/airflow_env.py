@@ -69,9 +69,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
 
 def write_passwords_file(settings: Settings) -> None:
-    write_private(
-        passwords_file(settings),
-        json.dumps(
-            {settings.airflow_admin_user: settings.airflow_admin_password.get_secret_value()}
-        ),
-    )
+    password = settings.airflow_admin_password.get_secret_value()
+    if not password:  # outside `local` there is no default login (see settings)
+        raise ValueError(
+            "TUNELAKE_AIRFLOW_ADMIN_PASSWORD is empty: set the local Airflow's login password"
+        )
+    write_private(passwords_file(settings), json.dumps({settings.airflow_admin_user: password}))

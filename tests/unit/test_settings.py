@@ -138,7 +138,7 @@ def test_a_local_default_anywhere_in_a_secret_is_refused_outside_local(
         Settings(_env_file=None)
 
 
-def test_the_local_airflow_login_has_no_default_outside_local(monkeypatch):
+def test_the_local_airflow_login_has_no_default_outside_local(monkeypatch, tmp_path):
     assert Settings(_env_file=None).airflow_admin_password.get_secret_value() == (
         "tunelake-local-airflow"
     )
@@ -146,7 +146,13 @@ def test_the_local_airflow_login_has_no_default_outside_local(monkeypatch):
     monkeypatch.setenv("TUNELAKE_S3_SECRET_KEY", "s3-real")
     monkeypatch.setenv("TUNELAKE_POSTGRES_PASSWORD", "pg-real")
     monkeypatch.setenv("TUNELAKE_API_KEYS", "a-real-key")
-    assert Settings(_env_file=None).airflow_admin_password.get_secret_value() == ""
+    staging = Settings(_env_file=None, state_dir=tmp_path)
+    assert staging.airflow_admin_password.get_secret_value() == ""
+    from tunelake.airflow_env import passwords_file, write_passwords_file
+
+    with pytest.raises(ValueError, match="TUNELAKE_AIRFLOW_ADMIN_PASSWORD"):
+        write_passwords_file(staging)  # the local stack's Airflow gets no empty login
+    assert not passwords_file(staging).exists()
 
 
 def test_read_only_keys_exclude_read_write_ones():
