@@ -75,10 +75,12 @@ def _rendered(rule: FieldRule, settings: Settings) -> list[Rule]:
     if rule.within is None:
         return [(reason, holds(F.col(rule.name))) for reason, holds in checks]
     array = F.col(rule.within)
-    return [
-        (reason, array.isNull() | F.forall(array, lambda item, h=holds: h(item[rule.name])))
-        for reason, holds in checks
-    ]
+    return [(reason, array.isNull() | _each(array, rule.name, holds)) for reason, holds in checks]
+
+
+def _each(array: Column, field: str, holds: Callable[[Column], Column]) -> Column:
+    # forall's lambda must take exactly one argument (it inspects the signature).
+    return F.forall(array, lambda item: holds(item[field]))
 
 
 def rules_for(stream: Stream, settings: Settings | None = None) -> list[Rule]:

@@ -152,3 +152,24 @@ def test_the_earliest_event_date_comes_from_the_settings(spark, monkeypatch):
     )
     assert [r.event_id for r in accepted] == [on_the_day["event_id"]]
     assert "before the earliest event time 2026-11-25T00:00:00Z" in quarantined[1].error
+
+
+def test_a_recommendation_with_a_rank_below_one_is_quarantined(spark):
+    schema = load_schema("recommendation_event")
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_time": datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+        "schema_version": 1,
+        "request_id": "req-1",
+        "user_id": "u-1",
+        "model_version": "popularity",
+        "items": [
+            {"track_id": "t-1", "rank": 1, "score": 0.9},
+            {"track_id": "t-2", "rank": 0, "score": 0.5},
+        ],
+    }
+    value = avro_codec.encode(5, fastavro.parse_schema(schema), event)
+    decoded = decode(kafka_rows(spark, [value]), {5: schema}, schema, Stream.RECOMMENDATIONS)
+    accepted, quarantined = split(decoded.persist(), schema)
+    assert accepted.count() == 0
+    assert [r.error for r in quarantined.collect()] == ["invalid: items[].rank is below 1"]
