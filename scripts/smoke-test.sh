@@ -1,13 +1,16 @@
 #!/bin/bash
 # Smoke test of a deployed recommendation service:
 #   1. GET /readyz answers 200 (retried until SMOKE_TIMEOUT seconds, default 180);
-#   2. GET /users/<id>/recommendations answers 200 with a JSON body.
-#   scripts/smoke-test.sh BASE_URL [USER_ID]
+#   2. GET /users/<id>/recommendations answers 200 with a JSON body, sent with the API key
+#      in SMOKE_API_KEY (a read-only key is enough; every route but health, readiness,
+#      metrics and docs needs one).
+#   SMOKE_API_KEY=... scripts/smoke-test.sh BASE_URL [USER_ID]
 set -euo pipefail
 
 base_url="${1:?usage: smoke-test.sh BASE_URL [USER_ID]}"
 base_url="${base_url%/}"
 user_id="${2:-${SMOKE_USER_ID:-smoke-test-user}}"
+api_key="${SMOKE_API_KEY:?set SMOKE_API_KEY to a key of the service (TUNELAKE_API_READ_KEYS or TUNELAKE_API_KEYS)}"
 deadline=$((SECONDS + ${SMOKE_TIMEOUT:-180}))
 
 until status="$(curl --silent --output /dev/null --write-out '%{http_code}' --max-time 5 "$base_url/readyz")" \
@@ -23,7 +26,8 @@ echo "smoke: $base_url/readyz 200"
 body="$(mktemp)"
 trap 'rm -f "$body"' EXIT
 url="$base_url/users/$user_id/recommendations"
-status="$(curl --silent --output "$body" --write-out '%{http_code}' --max-time 30 "$url")" || status="none"
+status="$(curl --silent --output "$body" --write-out '%{http_code}' --max-time 30 \
+  --header "X-API-Key: $api_key" "$url")" || status="none"
 if [[ "$status" != "200" ]]; then
   echo "smoke: GET $url answered $status" >&2
   head -c 2000 "$body" >&2 || true

@@ -367,6 +367,9 @@ def test_run_module_runs_a_module_like_python_dash_m(tmp_path: Path) -> None:
 # --- scripts/smoke-test.sh against a local stand-in of the service ------------------------
 
 
+SMOKE_KEY = "smoke-read-key"
+
+
 class _FakeService(http.server.BaseHTTPRequestHandler):
     recommendations_status = 200
 
@@ -374,6 +377,9 @@ class _FakeService(http.server.BaseHTTPRequestHandler):
         if self.path == "/readyz":
             self._send(200, b'{"status": "ready"}')
         elif re.fullmatch(r"/users/[^/]+/recommendations", self.path):
+            if self.headers.get("X-API-Key") != SMOKE_KEY:
+                self._send(401, b'{"detail": "missing or unknown X-API-Key header"}')
+                return
             status = type(self).recommendations_status
             self._send(status, json.dumps({"items": [{"track_id": "t1"}]}).encode())
         else:
@@ -403,13 +409,15 @@ def fake_service() -> Iterator[tuple[str, type[_FakeService]]]:
         server.server_close()
 
 
-def run_smoke(url: str, timeout_s: int = 6) -> subprocess.CompletedProcess[str]:
+def run_smoke(
+    url: str, timeout_s: int = 6, api_key: str = SMOKE_KEY
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(ROOT / "scripts" / "smoke-test.sh"), url, "u-42"],
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "SMOKE_TIMEOUT": str(timeout_s)},
+        env={**os.environ, "SMOKE_TIMEOUT": str(timeout_s), "SMOKE_API_KEY": api_key},
     )
 
 
@@ -426,6 +434,13 @@ def test_smoke_test_fails_when_recommendations_fail(fake_service: tuple[str, typ
     result = run_smoke(url)
     assert result.returncode == 1
     assert "answered 503" in result.stderr
+
+
+def test_smoke_test_sends_the_api_key(fake_service: tuple[str, type]) -> None:
+    url, _ = fake_service
+    result = run_smoke(url, api_key="not-a-key")
+    assert result.returncode == 1
+    assert "answered 401" in result.stderr
 
 
 def test_smoke_test_gives_up_on_a_service_that_never_gets_ready() -> None:
