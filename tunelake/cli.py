@@ -139,14 +139,18 @@ def bronze(
 ) -> None:
     """Land Kafka topics in Bronze Delta tables, exactly once."""
     from ingestion.streams import Stream
-    from spark_jobs.bronze.ingest import run
+    from spark_jobs.bronze.ingest import BronzeStreamError, run
+    from spark_jobs.bronze.lease import BronzeLeaseError
     from spark_jobs.common.session import build_spark
 
     if once == follow:
         raise _fail(ValueError("give exactly one of --once and --follow"))
     settings = get_settings()
     chosen = [Stream(s) for s in streams] if streams else list(Stream)
-    run(build_spark(settings, "tunelake-bronze"), settings, chosen, once=once)
+    try:
+        run(build_spark(settings, "tunelake-bronze"), settings, chosen, once=once)
+    except (BronzeLeaseError, BronzeStreamError) as exc:
+        raise _fail(exc) from None
 
 
 # The ingest-date range of a Silver run (the DAGs pass the same two options).
@@ -172,14 +176,18 @@ def silver(
     run_id: Annotated[str | None, typer.Option(help="Default: <from>_<to>")] = None,
 ) -> None:
     """Build Silver from the Bronze rows ingested in [--from, --to], write-audit-publish."""
+    from dq.gate import QualityGateError
     from spark_jobs.common.session import build_spark
-    from spark_jobs.silver.build import STAGES, SilverRun
+    from spark_jobs.silver.build import STAGES, SilverError, SilverRun
 
     if stage not in STAGES:
         raise _fail(ValueError(f"unknown stage {stage!r}; one of {sorted(STAGES)}"))
     settings = get_settings()
     run = SilverRun.for_dates(*_dates(start, end), run_id=run_id)
-    STAGES[stage](build_spark(settings, f"tunelake-silver-{stage}"), settings, run)
+    try:
+        STAGES[stage](build_spark(settings, f"tunelake-silver-{stage}"), settings, run)
+    except (SilverError, QualityGateError) as exc:
+        raise _fail(exc) from None
 
 
 pipeline_app = typer.Typer(help="The whole chain, as the DAGs run it.", no_args_is_help=True)
@@ -192,9 +200,16 @@ def pipeline_run(
     end: ToDate = None,
 ) -> None:
     """Bronze catch-up, validate Bronze, build Silver, validate Silver, publish: in-process."""
+    from dq.gate import QualityGateError
+    from spark_jobs.bronze.ingest import BronzeStreamError
+    from spark_jobs.bronze.lease import BronzeLeaseError
+    from spark_jobs.silver.build import SilverError
     from tunelake.pipeline import run_pipeline
 
-    summary = run_pipeline(get_settings(), *_dates(start, end), progress=_progress)
+    try:
+        summary = run_pipeline(get_settings(), *_dates(start, end), progress=_progress)
+    except (BronzeLeaseError, BronzeStreamError, SilverError, QualityGateError) as exc:
+        raise _fail(exc) from None
     Console().print(summary.render())
 
 

@@ -12,7 +12,11 @@ Stages (each a function the DAG, the CLI and ``tunelake pipeline run`` call alik
    all-time aggregates MERGEd by key. Re-running a range rewrites the same rows.
 
 A failing critical expectation raises ``QualityGateError`` before anything is published;
-results are kept under ``s3a://<lakehouse>/_quality/<run_id>/``.
+results are kept under ``s3a://<lakehouse>/_quality/<run_id>/``. The gate cannot be
+skipped: each validation records its verdict beside the run's staging, ``stage`` reads
+exactly the Bronze versions a passing ``validate_bronze`` checked, and ``publish`` refuses
+(``UnvalidatedStagingError``) unless a passing ``validate_silver`` is recorded for this very
+staging (its ``staged_at``), whoever calls it (the CLI by hand, a task marked successful).
 """
 
 from __future__ import annotations
@@ -48,8 +52,16 @@ TRANSFORM_OF = {
 }
 
 
-class MissingInputError(RuntimeError):
+class SilverError(RuntimeError):
+    """A Silver stage refused to run; nothing was published."""
+
+
+class MissingInputError(SilverError):
     """A table the build reads does not exist yet."""
+
+
+class UnvalidatedStagingError(SilverError):
+    """A stage's input has no passing validation recorded for it."""
 
 
 @dataclass(frozen=True)
@@ -72,35 +84,87 @@ def _exists(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 
 
+def _bronze_table(settings: Settings, stream: Stream) -> str:
+    return settings.bronze_path(STREAMS[stream].topic(settings))
+
+
 def bronze_slice(
-    spark: SparkSession, settings: Settings, stream: Stream, run: SilverRun
+    spark: SparkSession, settings: Settings, stream: Stream, run: SilverRun, version: int
 ) -> DataFrame:
-    path = settings.bronze_path(STREAMS[stream].topic(settings))
-    if not _exists(spark, path):
-        raise MissingInputError(f"no Bronze table at {path}: run `tunelake bronze --once` first")
+    """The rows of ``stream``'s Bronze table at ``version`` ingested in the run's dates."""
     return (
         spark.read.format("delta")
-        .load(path)
+        .option("versionAsOf", version)
+        .load(_bronze_table(settings, stream))
         .where(F.col("ingest_date").between(F.lit(run.start), F.lit(run.end)))
+    )
+
+
+def _verdict_key(run: SilverRun, stage: str) -> str:
+    return f"{_staging_key(run)}/{stage}_validation.json"
+
+
+def _record_verdict(
+    settings: Settings,
+    run: SilverRun,
+    stage: str,
+    reports: list[quality.QualityReport],
+    **identity: object,
+) -> None:
+    """Keep a validation's verdict beside the run's staging, with what it validated."""
+    _put_json(
+        settings,
+        _verdict_key(run, stage),
+        {
+            "passed": all(r.passed for r in reports),
+            "validated_at": datetime.now(UTC).isoformat(),
+            "results": quality.store(settings, reports, stage),
+            **identity,
+        },
     )
 
 
 def validate_bronze(
     spark: SparkSession, settings: Settings, run: SilverRun
 ) -> list[quality.QualityReport]:
+    """Validate the run's Bronze slice as of now; ``stage`` reads exactly these versions."""
+    versions = {}
+    for stream in Stream:
+        path = _bronze_table(settings, stream)
+        versions[stream.value] = _latest_commit(spark, path)[0]
+        if versions[stream.value] < 0:
+            raise MissingInputError(
+                f"no Bronze table at {path}: run `tunelake bronze --once` first"
+            )
     now = datetime.now(UTC)
     reports = [
         quality.validate(
-            bronze_slice(spark, settings, stream, run),
+            bronze_slice(spark, settings, stream, run, versions[stream.value]),
             f"bronze_{stream.value}",
             bronze_suite(stream.value, settings, now),
             run.run_id,
         )
         for stream in Stream
     ]
-    quality.store(settings, reports, "bronze")
+    _record_verdict(settings, run, "bronze", reports, bronze_versions=versions)
     quality.gate(reports)
     return reports
+
+
+def _passing_verdict(settings: Settings, run: SilverRun, stage: str, before: str) -> dict:
+    verdict = _get_json(settings, _verdict_key(run, stage))
+    if verdict is None:
+        raise UnvalidatedStagingError(
+            f"run {run.run_id}: no {stage} validation is recorded; run "
+            f"`tunelake silver validate-{stage}` for it before {before}"
+        )
+    if not verdict["passed"]:
+        raise UnvalidatedStagingError(
+            f"run {run.run_id}: its last {stage} validation failed (results in "
+            f"s3://{settings.lakehouse_bucket}/{verdict['results']}); fix the data and "
+            f"validate again before {before}"
+        )
+    return verdict
 
 
 def _published(spark: SparkSession, settings: Settings, table: str, like: DataFrame) -> DataFrame:
@@ -133,12 +197,15 @@ def stage(
     Reads only the dates the run touches (plus the attribution window around them), so a
     day costs the same on top of a week or a year of history."""
     _finish_interrupted_publish(spark, settings, run)
+    validated = _passing_verdict(settings, run, "bronze", "staging")["bronze_versions"]
     # What the staged rows are computed from: publish refuses if any of it moved since.
     base_versions = {
         n: _latest_commit(spark, t.path(settings))[0] for n, t in SILVER_TABLES.items()
     }
     incoming = {
-        name: TRANSFORM_OF[name](bronze_slice(spark, settings, BRONZE_OF[name], run))
+        name: TRANSFORM_OF[name](
+            bronze_slice(spark, settings, BRONZE_OF[name], run, validated[BRONZE_OF[name].value])
+        )
         for name in TRANSFORM_OF
     }
     published = {name: _published(spark, settings, name, incoming[name]) for name in incoming}
@@ -311,7 +378,7 @@ def validate_silver(
         if usual and info["dates"]:
             expectations += row_count_drift(usual * len(info["dates"]))
         reports.append(quality.validate(staged, f"silver_{name}", expectations, run.run_id))
-    quality.store(settings, reports, "silver")
+    _record_verdict(settings, run, "silver", reports, staged_at=manifest["staged_at"])
     quality.gate(reports)
     return reports
 
@@ -319,7 +386,7 @@ def validate_silver(
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
-class StaleStagingError(RuntimeError):
+class StaleStagingError(SilverError):
     """A table changed between staging and publishing: the staged rows are out of date."""
 
 
@@ -400,6 +467,13 @@ def publish(spark: SparkSession, settings: Settings, run: SilverRun) -> dict[str
     """Publish every staged table. Each step is idempotent and the start is recorded, so an
     interrupted publish is finished by a retry, or by the next ``stage`` of the run."""
     manifest = read_manifest(settings, run)
+    verdict = _passing_verdict(settings, run, "silver", "publishing")
+    if verdict["staged_at"] != manifest["staged_at"]:
+        raise UnvalidatedStagingError(
+            f"run {run.run_id} was staged again (at {manifest['staged_at']}) after its "
+            f"last Silver validation (of the staging at {verdict['staged_at']}); run "
+            "`tunelake silver validate-silver` for it before publishing"
+        )
     done = _already_published(spark, settings, manifest)
     _put_json(settings, _publishing_marker(run), {"staged_at": manifest["staged_at"]})
     # Every commit carries the staging's tag: Silver history names the run behind each

@@ -173,7 +173,9 @@ def test_a_run_staged_before_another_run_published_is_not_published(spark, lake)
     producer.publish(Stream.LISTENS, [listen("u-stale", "t1", datetime.now(UTC), 10)])
     bronze(spark, settings, list(Stream), once=True)
     early = build.SilverRun.for_dates(TODAY, TODAY, run_id="staged-early")
+    build.validate_bronze(spark, settings, early)
     build.stage(spark, settings, early)
+    build.validate_silver(spark, settings, early)
     build.build(spark, settings, build.SilverRun.for_dates(TODAY, TODAY))
     before = snapshot(spark, settings)
 
@@ -182,6 +184,46 @@ def test_a_run_staged_before_another_run_published_is_not_published(spark, lake)
 
     assert snapshot(spark, settings) == before
     assert interactions_of(spark, settings, "u-stale")["t1"].play_count == 1
+
+
+def test_nothing_is_staged_or_published_without_a_passing_validation_of_it(spark, lake):
+    settings, producer = lake
+    producer.publish(Stream.LISTENS, [listen("u-gate", "t1", datetime.now(UTC), 77)])
+    bronze(spark, settings, list(Stream), once=True)
+    run = build.SilverRun.for_dates(TODAY, TODAY, run_id="gate")
+    published = SILVER_TABLES["listens"].path(settings)
+
+    def gated_listens() -> int:
+        return spark.read.format("delta").load(published).where("user_id = 'u-gate'").count()
+
+    with pytest.raises(build.UnvalidatedStagingError, match="no bronze validation"):
+        build.stage(spark, settings, run)
+    build.validate_bronze(spark, settings, run)
+    build.stage(spark, settings, run)
+    with pytest.raises(build.UnvalidatedStagingError, match="no silver validation"):
+        build.publish(spark, settings, run)
+
+    # A staged row that breaks the suite (a second row with the same event_id).
+    staged = spark.read.format("delta").load(run.staging(settings, "listens"))
+    [good] = staged.where("user_id = 'u-gate'").collect()
+    spark.createDataFrame([good], staged.schema).write.format("delta").mode("append").save(
+        run.staging(settings, "listens")
+    )
+    with pytest.raises(QualityGateError):
+        build.validate_silver(spark, settings, run)
+    with pytest.raises(build.UnvalidatedStagingError, match="validation failed"):
+        build.publish(spark, settings, run)
+
+    build.stage(spark, settings, run)
+    build.validate_silver(spark, settings, run)
+    build.stage(spark, settings, run)
+    with pytest.raises(build.UnvalidatedStagingError, match="was staged again"):
+        build.publish(spark, settings, run)
+    assert gated_listens() == 0
+
+    build.validate_silver(spark, settings, run)
+    build.publish(spark, settings, run)
+    assert gated_listens() == 1
 
 
 def test_a_bad_bronze_batch_fails_validation_and_nothing_is_published(spark, lake):
