@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from delta.tables import DeltaTable
 from prometheus_client import Counter, Gauge, start_http_server
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -288,8 +289,6 @@ def ensure_tables(spark: SparkSession, target: BronzeTarget) -> None:
 
     Their schemas come from running the batch transforms on zero rows.
     """
-    from delta.tables import DeltaTable
-
     reader = load_schema(STREAMS[target.stream].schema_name)
     empty = with_ingest_metadata(spark.createDataFrame([], KAFKA_ROW_SCHEMA), datetime.now(UTC))
     accepted, quarantined = split(decode(empty, {}, reader, target.stream), reader)
@@ -310,18 +309,16 @@ def starting_offsets(spark: SparkSession, settings: Settings, target: BronzeTarg
     """Where a fresh checkpoint starts: after the last offset of each partition already in
     Bronze or quarantine (earliest for a partition with none), so a reset lands nothing
     twice."""
-    landed = (
-        spark.read.format("delta")
-        .load(path)
-        .where(F.col("topic") == target.topic)
-        .select("partition", "offset")
+    # The log says whether a table holds any file: a new topic costs no Spark job here.
+    landed = [
+        spark.read.format("delta").load(path).select("partition", "offset")
         for path in (target.table_path, target.quarantine_path)
-    )
-    last = dict(
-        next(landed).unionByName(next(landed)).groupBy("partition").agg(F.max("offset")).collect()
-    )
-    if not last:
+        if DeltaTable.forPath(spark, path).detail().first()["numFiles"]
+    ]
+    if not landed:
         return "earliest"
+    rows = landed[0] if len(landed) == 1 else landed[0].unionByName(landed[1])
+    last = dict(rows.groupBy("partition").agg(F.max("offset")).collect())
     consumer = kafka_consumer(settings, group_id=None)
     try:
         partitions = consumer.partitions_for_topic(target.topic) or set()
