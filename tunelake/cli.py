@@ -268,6 +268,7 @@ def quality_quarantine(
 ) -> None:
     """Move the Bronze rows ingested in [--from, --to] matching --where to the quarantine."""
     from ingestion.streams import Stream
+    from spark_jobs.bronze.lease import BronzeLeaseError
     from spark_jobs.bronze.quarantine import QuarantineError, move_to_quarantine
     from spark_jobs.common.session import build_spark
 
@@ -288,7 +289,7 @@ def quality_quarantine(
             first,
             last,
         )
-    except QuarantineError as exc:
+    except (QuarantineError, BronzeLeaseError) as exc:
         raise _fail(exc) from None
     print(
         f"moved {moved.rows} row(s) of {moved.table} (version {moved.bronze_version}) to "

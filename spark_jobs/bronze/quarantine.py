@@ -12,6 +12,9 @@ row as JSON, since Bronze keeps no raw bytes; ``key`` null; ``error`` says an op
 it and why), then deleted from Bronze. One Delta transaction per table: the quarantine
 MERGE inserts only offsets it does not hold yet, then the Bronze MERGE deletes exactly the
 offsets read, so an interrupted or repeated move neither loses nor duplicates a row.
+The move holds the topic's Bronze lease (``lease.py``): Delta's S3 log store assumes one
+writer, so a running ``bronze --follow`` must be stopped for it (the move otherwise waits
+``TUNELAKE_BRONZE_LEASE_WAIT_SECONDS`` and fails naming the holder).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pyspark.sql import functions as F
 
 from ingestion.streams import Stream
 from spark_jobs.bronze.ingest import METADATA_COLUMNS, QUARANTINE_COLUMNS, BronzeTarget
+from spark_jobs.bronze.lease import BronzeLease
 from tunelake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +83,13 @@ def move_to_quarantine(
     target = BronzeTarget.of(settings, stream)
     if not DeltaTable.isDeltaTable(spark, target.table_path):
         raise QuarantineError(f"no Bronze table at {target.table_path}")
+    with BronzeLease(settings, {target.topic: target.checkpoint_path}):
+        return _move(spark, target, where, reason, start, end)
+
+
+def _move(
+    spark: SparkSession, target: BronzeTarget, where: str, reason: str, start: date, end: date
+) -> Moved:
     bronze = DeltaTable.forPath(spark, target.table_path)
     # One snapshot for both commits: rows landing meanwhile are neither copied nor deleted.
     version = bronze.history(1).first()["version"]
