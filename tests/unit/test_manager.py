@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import base64
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from tunelake.settings import Settings
 from tunelake.stack import manager
+from tunelake.stack import services as stack_services
 from tunelake.stack.process import wait_until
 from tunelake.stack.services import SERVICE_TYPES, all_services
 
@@ -262,3 +265,12 @@ def test_a_cluster_made_in_the_state_dir_before_keeps_its_data(tmp_path, monkeyp
     legacy.mkdir(parents=True)
     (legacy / "PG_VERSION").write_text("15\n")
     assert PostgresService(Settings(state_dir=tmp_path)).data_dir == legacy
+
+
+def test_kafka_cluster_ids_never_start_with_a_dash(monkeypatch):
+    # uuid bytes whose URL-safe base64 starts with "-" (0xf8 -> "-"), then ordinary ones.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(int=1)])
+    monkeypatch.setattr(stack_services.uuid, "uuid4", lambda: next(draws))
+    cluster_id = stack_services._kafka_cluster_id()
+    assert not cluster_id.startswith("-")
+    assert cluster_id == base64.urlsafe_b64encode(uuid.UUID(int=1).bytes).decode().rstrip("=")

@@ -43,6 +43,15 @@ def _url_port(url: str) -> int:
     return parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
+def _kafka_cluster_id() -> str:
+    """A random KRaft cluster id. Like Kafka's own ``Uuid.randomUuid``, never one starting
+    with "-": the storage tool's argument parser would take it for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 @dataclass
 class Service:
     """Base class: subclasses fill in how to prepare, launch and probe one server."""
@@ -147,7 +156,7 @@ class KafkaService(Service):
         self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
         if (self.data_dir / "meta.properties").is_file():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _kafka_cluster_id()
         result = subprocess.run(
             [
                 install.find_java(17),
