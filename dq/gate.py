@@ -93,10 +93,14 @@ def validate(df: DataFrame, table: str, expectations: list, run_id: str) -> Qual
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=table, data=batch, suite=suite)
     )
-    result = definition.run(batch_parameters={"dataframe": df}, result_format="SUMMARY")
-    report = QualityReport(
-        table=table, run_id=run_id, rows=df.count(), evaluated=len(result.results)
-    )
+    # Every expectation runs Spark jobs of its own: read the table once, not once per job.
+    df = df.persist()
+    try:
+        result = definition.run(batch_parameters={"dataframe": df}, result_format="SUMMARY")
+        rows = df.count()
+    finally:
+        df.unpersist()
+    report = QualityReport(table=table, run_id=run_id, rows=rows, evaluated=len(result.results))
     for outcome in result.results:
         if outcome.success:
             continue

@@ -26,6 +26,9 @@ def own_lake(kafka, registry, s3, monkeypatch):
         yield lake
 
 
+# Four spark-submit tasks of ~1-2 minutes each, plus the Bronze catch-up: past the
+# default 600 s on a busy 2-core machine, and a timeout leaves the run's task orphaned.
+@pytest.mark.timeout(900)
 def test_silver_daily_runs_to_success(spark, own_lake):
     settings = own_lake
     producer = EventProducer(settings)

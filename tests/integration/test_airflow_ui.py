@@ -123,6 +123,8 @@ def airflow_api(spark, settings, kafka, s3, registry) -> Iterator[httpx.Client]:
             api.patch(DAG_API, json={"is_paused": True}).raise_for_status()
 
 
+# The run's wait is bounded by RUN_TIMEOUT_S; pytest's bound covers the setup around it.
+@pytest.mark.timeout(1200)
 def test_log_in_trigger_silver_daily_and_see_it_succeed(airflow_api, settings, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium()), args=CHROMIUM_FLAGS)
