@@ -249,8 +249,9 @@ def write_batch(
     subject = subject_for(target.topic)
     with SchemaRegistry(settings.schema_registry_url) as registry:
         writers = registry.versions(subject)
-    if not writers:
-        # Without a writer schema every record would be quarantined as undecodable.
+    # Without a writer schema every record would be quarantined as undecodable. A batch
+    # with no record (a fresh checkpoint starting at given offsets runs one) needs none.
+    if not writers and not kafka_rows.isEmpty():
         raise MissingSubjectError(target.topic, subject, settings.schema_registry_url, batch_id)
     rows = with_ingest_metadata(kafka_rows, datetime.now(UTC))
     decoded = decode(rows, writers, reader, target.stream).persist()
