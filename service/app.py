@@ -18,6 +18,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingestion.streams import Stream
+from ingestion.validity import ID_MAX_LENGTH, ID_PATTERN
 from service.auth import API_KEY_HEADER, ApiGate, KeyRing, RateLimiter
 from service.events import feedback_event, impression_event, listen_events
 from service.metrics import ServiceMetrics
@@ -34,12 +35,12 @@ from tunelake.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-USER_ID = Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
+USER_ID = Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
 IDEMPOTENCY_KEY = Header(
     alias="Idempotency-Key",
     min_length=1,
-    max_length=128,
-    pattern=r"^[A-Za-z0-9._:@-]+$",
+    max_length=ID_MAX_LENGTH,
+    pattern=ID_PATTERN,
     description="Optional: the same key on a retried request gives its events the same ids, "
     "so the retry is counted once (without one, ids come from each event's content).",
 )
