@@ -243,7 +243,7 @@ def test_poison_records_are_quarantined_while_good_ones_flow(spark, topics):
         Stream.FEEDBACK: ({"track_id": ""}, "invalid: track_id is empty"),
         Stream.RECOMMENDATIONS: (
             {"items": [{"track_id": "t", "rank": 0, "score": 1.0}]},
-            "invalid: an item rank is below 1",
+            "invalid: items[].rank is below 1",
         ),
     }
     producer = kafka_producer(settings)
