@@ -176,7 +176,7 @@ def silver(
     run_id: Annotated[str | None, typer.Option(help="Default: <from>_<to>")] = None,
 ) -> None:
     """Build Silver from the Bronze rows ingested in [--from, --to], write-audit-publish."""
-    from dq.gate import QualityGateError
+    from dq.reports import QualityGateError
     from spark_jobs.common.session import build_spark
     from spark_jobs.silver.build import STAGES, SilverError, SilverRun
 
@@ -200,7 +200,7 @@ def pipeline_run(
     end: ToDate = None,
 ) -> None:
     """Bronze catch-up, validate Bronze, build Silver, validate Silver, publish: in-process."""
-    from dq.gate import QualityGateError
+    from dq.reports import QualityGateError
     from spark_jobs.bronze.ingest import BronzeStreamError
     from spark_jobs.bronze.lease import BronzeLeaseError
     from spark_jobs.silver.build import SilverError
@@ -230,7 +230,7 @@ def _run_id(start: str | None, end: str | None, run_id: str | None) -> str:
 @quality_app.command("show")
 def quality_show(start: FromDate = None, end: ToDate = None, run_id: RunId = None) -> None:
     """Print a Silver run's stored validation results: failing expectations, sample values."""
-    from dq.gate import stored
+    from dq.reports import stored
 
     settings = get_settings()
     run = _run_id(start, end, run_id)

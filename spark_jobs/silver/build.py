@@ -30,8 +30,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dq import gate as quality
-from dq.suites import bronze_suite, row_count_drift, silver_suite
+from dq import reports as quality
 from ingestion.streams import STREAMS, Stream
 from spark_jobs.silver import aggregates, events
 from spark_jobs.silver.tables import EVENT_TABLES, SILVER_TABLES, Publish
@@ -128,6 +127,10 @@ def validate_bronze(
     spark: SparkSession, settings: Settings, run: SilverRun
 ) -> list[quality.QualityReport]:
     """Validate the run's Bronze slice as of now; ``stage`` reads exactly these versions."""
+    # Great Expectations takes seconds to import: only the two validation stages load it.
+    from dq.gate import validate
+    from dq.suites import bronze_suite
+
     versions = {}
     for stream in Stream:
         path = _bronze_table(settings, stream)
@@ -138,7 +141,7 @@ def validate_bronze(
             )
     now = datetime.now(UTC)
     reports = [
-        quality.validate(
+        validate(
             bronze_slice(spark, settings, stream, run, versions[stream.value]),
             f"bronze_{stream.value}",
             bronze_suite(stream.value, settings, now),
@@ -368,6 +371,9 @@ def _usual_rows(spark: SparkSession, settings: Settings, table: str) -> float | 
 def validate_silver(
     spark: SparkSession, settings: Settings, run: SilverRun
 ) -> list[quality.QualityReport]:
+    from dq.gate import validate
+    from dq.suites import row_count_drift, silver_suite
+
     manifest = read_manifest(settings, run)
     now = datetime.now(UTC)
     reports = []
@@ -377,7 +383,7 @@ def validate_silver(
         usual = _usual_rows(spark, settings, name)
         if usual and info["dates"]:
             expectations += row_count_drift(usual * len(info["dates"]))
-        reports.append(quality.validate(staged, f"silver_{name}", expectations, run.run_id))
+        reports.append(validate(staged, f"silver_{name}", expectations, run.run_id))
     _record_verdict(settings, run, "silver", reports, staged_at=manifest["staged_at"])
     quality.gate(reports)
     return reports

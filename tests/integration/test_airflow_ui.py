@@ -1,4 +1,9 @@
-"""A person's path through the Airflow UI: log in, trigger silver_daily, see it succeed.
+"""A person's path through the Airflow UI: log in, trigger silver_daily, see it succeed,
+and find the day's listens in Silver.
+
+The run is the real thing: the scheduler's executor runs its four spark-submit tasks with
+the stack's default settings, so the test's listens go to the default topics under users
+of its own.
 
 The trigger dialog unpauses the DAG, and an unpaused ``catchup=False`` DAG gets a run for
 its latest schedule tick at once; with ``max_active_runs=1`` that run would go first and
@@ -10,6 +15,7 @@ skipped: deleted, the scheduler would start the tick's run after all.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -18,8 +24,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
+from ingestion.producer import EventProducer
 from ingestion.streams import Stream
 from spark_jobs.bronze.ingest import run as bronze
+from spark_jobs.silver.tables import SILVER_TABLES
 from tunelake.stack.install import chromium
 from tunelake.stack.process import wait_until
 
@@ -111,9 +119,40 @@ def _new_run(page: Page, settings, before: set[str]) -> str:
     return new[0]
 
 
+def _publish_listens(settings, users: list[str], per_user: int) -> None:
+    now = datetime.now(UTC)
+    producer = EventProducer(settings)
+    try:
+        producer.publish(
+            Stream.LISTENS,
+            [
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "event_time": now,
+                    "schema_version": 1,
+                    "user_id": users[i % len(users)],
+                    "track_id": f"t{i % 5}",
+                    "played_at": now,
+                    "ms_played": 1000,
+                    "context": None,
+                    "request_id": None,
+                }
+                for i in range(per_user * len(users))
+            ],
+        )
+    finally:
+        producer.close()
+
+
 @pytest.fixture
-def airflow_api(spark, settings, kafka, s3, registry) -> Iterator[httpx.Client]:
-    # The scheduler's tasks use the stack's default settings: their Bronze tables must exist.
+def users() -> list[str]:
+    return [f"ui-{uuid.uuid4().hex[:8]}-{i}" for i in range(3)]
+
+
+@pytest.fixture
+def airflow_api(spark, settings, kafka, s3, registry, users) -> Iterator[httpx.Client]:
+    # The day's Bronze, which the triggered run turns into Silver.
+    _publish_listens(settings, users, per_user=10)
     bronze(spark, settings, list(Stream), once=True)
     with _api(settings) as api:
         _take_the_due_tick(api)
@@ -125,7 +164,9 @@ def airflow_api(spark, settings, kafka, s3, registry) -> Iterator[httpx.Client]:
 
 # The run's wait is bounded by RUN_TIMEOUT_S; pytest's bound covers the setup around it.
 @pytest.mark.timeout(1200)
-def test_log_in_trigger_silver_daily_and_see_it_succeed(airflow_api, settings, tmp_path):
+def test_log_in_trigger_silver_daily_and_see_it_succeed(
+    airflow_api, spark, settings, users, tmp_path
+):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium()), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -157,3 +198,8 @@ def test_log_in_trigger_silver_daily_and_see_it_succeed(airflow_api, settings, t
             assert "Success" in rows[mine], f"silver_daily run {mine}: {rows[mine]}"
         finally:
             browser.close()
+    stats = spark.read.format("delta").load(SILVER_TABLES["user_daily_stats"].path(settings))
+    mine_only = stats.where(stats.user_id.isin(users)).collect()
+    assert sorted((r.user_id, r.plays) for r in mine_only) == [(u, 10) for u in sorted(users)]
+    listens = spark.read.format("delta").load(SILVER_TABLES["listens"].path(settings))
+    assert listens.where(listens.user_id.isin(users)).count() == 30

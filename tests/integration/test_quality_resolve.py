@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
-from dq.gate import QualityGateError
+from dq.reports import QualityGateError
 from ingestion.producer import EventProducer
 from ingestion.streams import Stream
 from spark_jobs.bronze.ingest import BronzeTarget

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from dq.gate import QualityGateError
+from dq.reports import QualityGateError
 from ingestion.producer import EventProducer
 from ingestion.streams import STREAMS, Stream
 from spark_jobs.bronze.ingest import run as bronze
