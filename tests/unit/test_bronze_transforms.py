@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import fastavro
-import pytest
 
 from ingestion import avro_codec
 from ingestion.schemas import load_schema
@@ -79,45 +78,48 @@ def test_good_records_keep_every_field_and_kafka_metadata(spark):
     assert str(row.ingest_date) == "2026-11-26"
 
 
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        (b"", "shorter than the 5-byte Confluent header"),
-        (b"\x00\x00\x00", "shorter than the 5-byte Confluent header"),
-        (b"\x01\x00\x00\x00\x07abc", "magic byte 0x01 is not 0x00"),
-        (b"\x00\x00\x00\x00\x63abc", "unknown schema id 99"),
-        (b"\x00\x00\x00\x00\x07\xff\xff", "body does not decode with schema id 7"),
-    ],
-)
-def test_malformed_bytes_are_quarantined_with_the_reason(spark, value, reason):
+MALFORMED = [
+    (b"", "shorter than the 5-byte Confluent header"),
+    (b"\x00\x00\x00", "shorter than the 5-byte Confluent header"),
+    (b"\x01\x00\x00\x00\x07abc", "magic byte 0x01 is not 0x00"),
+    (b"\x00\x00\x00\x00\x63abc", "unknown schema id 99"),
+    (b"\x00\x00\x00\x00\x07\xff\xff", "body does not decode with schema id 7"),
+]
+RULE_BREAKING = [
+    ({"ms_played": -5}, f"invalid: {MS_OUT}"),
+    ({"ms_played": 86_400_001}, f"invalid: {MS_OUT}"),
+    ({"track_id": ""}, f"invalid: track_id is {NOT_AN_ID}"),
+    ({"track_id": "has space"}, f"invalid: track_id is {NOT_AN_ID}"),
+    ({"event_id": "not-a-uuid"}, "invalid: event_id is not a UUID"),
+    ({"user_id": "", "ms_played": -1}, f"invalid: user_id is {NOT_AN_ID}; {MS_OUT}"),
+    ({"played_at": datetime(1999, 12, 31, tzinfo=UTC)}, f"invalid: {TOO_EARLY}"),
+    ({"played_at": datetime(1970, 1, 1, tzinfo=UTC)}, f"invalid: {TOO_EARLY}"),
+]
+
+
+# One batch holds every case (a Spark job per case cost 5-9 s each): offset i is case i.
+def test_malformed_bytes_are_quarantined_with_the_reason(spark):
     good = avro_codec.encode(7, PARSED, make_listen())
-    accepted, quarantined = run_split(spark, [good, value])
+    values = [good] + [value for value, _ in MALFORMED]
+    accepted, quarantined = run_split(spark, values)
     assert len(accepted) == 1  # the good record keeps flowing
-    bad = quarantined[1]
-    assert bad.error == reason
-    assert bytes(bad.value) == value
-    assert (bad.topic, bad.partition, bad.offset) == ("user_listening_history", 0, 1)
+    assert {offset: bad.error for offset, bad in quarantined.items()} == {
+        i: reason for i, (_, reason) in enumerate(MALFORMED, start=1)
+    }
+    for offset, (value, _) in enumerate(MALFORMED, start=1):
+        bad = quarantined[offset]
+        assert bytes(bad.value) == value
+        assert (bad.topic, bad.partition, bad.offset) == ("user_listening_history", 0, offset)
 
 
-@pytest.mark.parametrize(
-    ("overrides", "reason"),
-    [
-        ({"ms_played": -5}, f"invalid: {MS_OUT}"),
-        ({"ms_played": 86_400_001}, f"invalid: {MS_OUT}"),
-        ({"track_id": ""}, f"invalid: track_id is {NOT_AN_ID}"),
-        ({"track_id": "has space"}, f"invalid: track_id is {NOT_AN_ID}"),
-        ({"event_id": "not-a-uuid"}, "invalid: event_id is not a UUID"),
-        ({"user_id": "", "ms_played": -1}, f"invalid: user_id is {NOT_AN_ID}; {MS_OUT}"),
-        ({"played_at": datetime(1999, 12, 31, tzinfo=UTC)}, f"invalid: {TOO_EARLY}"),
-        ({"played_at": datetime(1970, 1, 1, tzinfo=UTC)}, f"invalid: {TOO_EARLY}"),
-    ],
-)
-def test_schema_valid_but_rule_breaking_records_are_quarantined(spark, overrides, reason):
-    value = avro_codec.encode(7, PARSED, make_listen(**overrides))
-    accepted, quarantined = run_split(spark, [value])
+def test_schema_valid_but_rule_breaking_records_are_quarantined(spark):
+    values = [avro_codec.encode(7, PARSED, make_listen(**fields)) for fields, _ in RULE_BREAKING]
+    accepted, quarantined = run_split(spark, values)
     assert accepted == []
-    assert quarantined[0].error == reason
-    assert quarantined[0].schema_id == 7
+    assert {offset: bad.error for offset, bad in quarantined.items()} == {
+        i: reason for i, (_, reason) in enumerate(RULE_BREAKING)
+    }
+    assert {bad.schema_id for bad in quarantined.values()} == {7}
 
 
 def test_records_of_an_older_schema_get_the_new_fields_defaults(spark):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-import pytest
-
 from spark_jobs.silver import aggregates, events
 
 BRONZE_LISTEN = (
@@ -104,16 +102,28 @@ def test_impressions_explode_one_row_per_recommended_track(spark):
     assert {r.impression_date for r in rows} == {date(2026, 11, 20)}
 
 
-@pytest.mark.parametrize(
-    ("played_after_hours", "attributed"),
-    [(-1, False), (-0.05, True), (0.5, True), (23.9, True), (24.5, False)],
-)
-def test_attribution_window(spark, played_after_hours, attributed):
-    impressions = make_impressions(spark, [("r1", "u1", at(0), ["t1", "t2"])])
-    listens = make_listens(spark, [("e1", "u1", "t1", at(played_after_hours), 100, "r1")])
-    outcomes = outcomes_of(impressions, listens, make_feedback(spark, []).limit(0)).collect()
-    assert by(outcomes, "track_id")[("t1",)].played is attributed
-    assert by(outcomes, "track_id")[("t2",)].played is False
+# Hours after the list was served -> attributed? One request per case, one Spark job.
+ATTRIBUTION_CASES = {-1: False, -0.05: True, 0.5: True, 23.9: True, 24.5: False}
+
+
+def test_attribution_window(spark):
+    cases = list(ATTRIBUTION_CASES.items())
+    impressions = make_impressions(
+        spark, [(f"r{i}", "u1", at(0), ["t1", "t2"]) for i in range(len(cases))]
+    )
+    listens = make_listens(
+        spark,
+        [(f"e{i}", "u1", "t1", at(hours), 100, f"r{i}") for i, (hours, _) in enumerate(cases)],
+    )
+    outcomes = by(
+        outcomes_of(impressions, listens, make_feedback(spark, []).limit(0)).collect(),
+        "request_id",
+        "track_id",
+    )
+    assert {hours: outcomes[(f"r{i}", "t1")].played for i, (hours, _) in enumerate(cases)} == (
+        ATTRIBUTION_CASES
+    )
+    assert not any(outcomes[(f"r{i}", "t2")].played for i in range(len(cases)))
 
 
 def test_attribution_needs_the_same_user_track_and_request(spark):
