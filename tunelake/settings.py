@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     # in local mode, and "jars are baked into the image" on a cluster.
     spark_jars: str = ""
 
+    # Recommendation model (ALS): the hyper-parameter search's time budget, and how much
+    # better (relative NDCG@10) a candidate must be than most-popular and the current
+    # model to be promoted.
+    model_search_seconds: float = 600.0
+    model_promotion_margin: float = 0.02
+
     @model_validator(mode="before")
     @classmethod
     def _no_local_airflow_login_by_default(cls, data: object) -> object:
@@ -191,6 +197,27 @@ class Settings(BaseSettings):
     @property
     def is_local_spark(self) -> bool:
         return self.spark_master.startswith("local")
+
+    def classpath_file(self, jar_set: str) -> Path:
+        """Where ``tunelake install`` writes a resolved jar set (one jar path a line)."""
+        return self.state_dir / "jars" / f"{jar_set}.classpath"
+
+    def jar_set(self, name: str) -> list[str]:
+        """The jars of a set ``tunelake install`` resolved (its file's first line is a stamp)."""
+        path = self.classpath_file(name)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"jar set {name!r} is not resolved ({path} missing): run `tunelake up` or "
+                "`make install` first"
+            )
+        return [line for line in path.read_text().splitlines()[1:] if line]
+
+    def spark_jar_list(self) -> list[str]:
+        """The jars Spark loads: ``spark_jars``; else, in local mode, the set ``tunelake
+        install`` resolved; else none (a cluster's image has them)."""
+        if self.spark_jars:
+            return [jar for jar in self.spark_jars.split(",") if jar]
+        return self.jar_set("spark") if self.is_local_spark else []
 
     @property
     def s3_uses_ssl(self) -> bool:

@@ -1,0 +1,208 @@
+"""Spark MLlib ALS on implicit feedback, and its hyper-parameter search.
+
+``train``: (user_id, track_id, confidence) -> ``AlsModel`` (numpy factors, id mappings and
+the training interactions). ``search``: the parameters with the best NDCG@10 on a
+validation split, trying a small grid in a fixed order until a time budget runs out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from pyspark.ml.recommendation import ALS
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ml import evaluation
+from ml.model import AlsModel, AlsParams, Interactions
+from ml.scoring import recommend_many
+from ml.training_set import Split, id_mapping
+
+log = logging.getLogger(__name__)
+
+SEED = 42
+K = evaluation.DEFAULT_K
+
+
+def _ordered_ids(mapping: DataFrame, column: str) -> list[str]:
+    table = mapping.orderBy("index").toArrow()
+    return table.column(column).to_pylist()
+
+
+def _factors(factors: DataFrame, n: int, rank: int) -> np.ndarray:
+    """MLlib's (id, features) rows as an n x rank array, row = id."""
+    table = factors.toArrow()
+    ids = table.column("id").to_numpy()
+    features = pa.concat_arrays(table.column("features").chunks).flatten().to_numpy()
+    matrix = np.zeros((n, rank), dtype=np.float32)
+    matrix[ids] = features.reshape(len(ids), rank)
+    return matrix
+
+
+def train(training: DataFrame, params: AlsParams, seed: int = SEED) -> AlsModel:
+    """Fit MLlib ALS (``implicitPrefs``) on ``training`` (user_id, track_id, confidence)."""
+    users = id_mapping(training, "user_id").cache()
+    items = id_mapping(training, "track_id").cache()
+    ratings = (
+        training.join(users.withColumnRenamed("index", "user"), "user_id")
+        .join(items.withColumnRenamed("index", "item"), "track_id")
+        .select("user", "item", F.col("confidence").cast("float").alias("rating"))
+        .cache()
+    )
+    user_ids, item_ids = _ordered_ids(users, "user_id"), _ordered_ids(items, "track_id")
+    if not user_ids:
+        raise ValueError("no training interactions: nothing to train on")
+    # A block per core: MLlib's default of 10 only adds scheduling on small data.
+    blocks = max(1, ratings.sparkSession.sparkContext.defaultParallelism)
+    als = ALS(
+        rank=params.rank,
+        maxIter=params.max_iter,
+        regParam=params.reg_param,
+        alpha=params.alpha,
+        implicitPrefs=True,
+        coldStartStrategy="drop",
+        userCol="user",
+        itemCol="item",
+        ratingCol="rating",
+        numUserBlocks=blocks,
+        numItemBlocks=blocks,
+        seed=seed,
+    )
+    started = time.monotonic()
+    fitted = als.fit(ratings)
+    pairs = ratings.toArrow()
+    model = AlsModel(
+        params=params,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        user_factors=_factors(fitted.userFactors, len(user_ids), params.rank),
+        item_factors=_factors(fitted.itemFactors, len(item_ids), params.rank),
+        seen=Interactions.from_pairs(
+            len(user_ids),
+            pairs.column("user").to_numpy(),
+            pairs.column("item").to_numpy(),
+            pairs.column("rating").to_numpy(),
+        ),
+    )
+    log.info(
+        "trained ALS %s on %d pairs (%d users x %d tracks) in %.1f s",
+        params,
+        len(pairs),
+        len(user_ids),
+        len(item_ids),
+        time.monotonic() - started,
+    )
+    for df in (ratings, users, items):
+        df.unpersist()
+    return model
+
+
+def known_user_lists(model: AlsModel, users: Iterable[str], k: int = K) -> dict[str, list[str]]:
+    """Top ``k`` of every user in ``users`` the model knows, leaving out their training
+    tracks (users it does not know get no list)."""
+    known = [u for u in users if u in model.user_index]
+    rows = [model.user_index[u] for u in known]
+    lists = _scored_lists(model, model.user_factors[rows], [model.seen.row(r)[0] for r in rows], k)
+    return dict(zip(known, lists, strict=True))
+
+
+def folded_in_lists(
+    model: AlsModel, preferences: Mapping[str, Mapping[str, float]], k: int = K
+) -> dict[str, list[str]]:
+    """Top ``k`` of every user in ``preferences`` (user -> track -> confidence) with the
+    user's vector folded in from those preferences, leaving those tracks out: how a model
+    trained on other data ranks these users' next tracks."""
+    users = list(preferences)
+    vectors = np.array([model.fold_in(preferences[u]) for u in users]).reshape(
+        len(users), model.params.rank
+    )
+    exclude = [
+        np.array([model.item_index[t] for t in preferences[u] if t in model.item_index], dtype=int)
+        for u in users
+    ]
+    return dict(zip(users, _scored_lists(model, vectors, exclude, k), strict=True))
+
+
+def _scored_lists(
+    model: AlsModel, vectors: np.ndarray, exclude: list[np.ndarray], k: int
+) -> list[list[str]]:
+    indices = recommend_many(vectors.astype(np.float64), model.item_factors, k, exclude)
+    return [[model.item_ids[i] for i in row] for row in indices]
+
+
+def relevant_sets(relevant: DataFrame) -> dict[str, set[str]]:
+    """(user_id, track_id) rows as {user: set of tracks}."""
+    table = relevant.select("user_id", "track_id").toArrow()
+    sets: dict[str, set[str]] = {}
+    for user, track in zip(
+        table.column("user_id").to_pylist(), table.column("track_id").to_pylist(), strict=True
+    ):
+        sets.setdefault(user, set()).add(track)
+    return sets
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    ranks: tuple[int, ...] = (16, 48)
+    reg_params: tuple[float, ...] = (0.01, 0.1)
+    alphas: tuple[float, ...] = (1.0, 10.0, 40.0)
+    max_iters: tuple[int, ...] = (10,)
+
+    def grid(self, seed: int = SEED) -> list[AlsParams]:
+        """Every combination, in a fixed shuffled order: a budget that stops the search
+        early has still tried a spread of values, not one corner of the grid."""
+        combos = [
+            AlsParams(rank=r, reg_param=reg, alpha=a, max_iter=it)
+            for r, reg, a, it in itertools.product(
+                self.ranks, self.reg_params, self.alphas, self.max_iters
+            )
+        ]
+        order = np.random.default_rng(seed).permutation(len(combos))
+        return [combos[i] for i in order]
+
+
+DEFAULT_SEARCH_SPACE = SearchSpace()
+
+
+@dataclass(frozen=True)
+class Trial:
+    params: AlsParams
+    ndcg: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"params": self.params.to_dict(), f"ndcg@{K}": self.ndcg, "seconds": self.seconds}
+
+
+def search(
+    validation: Split,
+    space: SearchSpace = DEFAULT_SEARCH_SPACE,
+    budget_seconds: float = 300.0,
+    seed: int = SEED,
+) -> tuple[AlsParams, list[Trial]]:
+    """The grid's best parameters by NDCG@10 on ``validation``, and every trial. Stops
+    starting trials once the next one (at the mean trial time so far) would end past
+    ``budget_seconds``; the first trial always runs."""
+    relevant = relevant_sets(validation.relevant)
+    training = validation.training.cache()
+    started = time.monotonic()
+    trials: list[Trial] = []
+    for params in space.grid(seed):
+        elapsed = time.monotonic() - started
+        if trials and elapsed + elapsed / len(trials) > budget_seconds:
+            log.info("search budget %.0f s reached after %d trials", budget_seconds, len(trials))
+            break
+        trial_started = time.monotonic()
+        model = train(training, params, seed)
+        ndcg = evaluation.ndcg_at_k(known_user_lists(model, relevant, K), relevant, K)
+        trials.append(Trial(params, ndcg, time.monotonic() - trial_started))
+        log.info("trial %s: ndcg@%d %.4f (%.1f s)", params, K, ndcg, trials[-1].seconds)
+    training.unpersist()
+    best = max(trials, key=lambda t: t.ndcg)
+    return best.params, trials

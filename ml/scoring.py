@@ -1,0 +1,106 @@
+"""Scoring with ALS factors, Spark-free (numpy only): training evaluates with it and the
+service serves with it.
+
+- ``top_k``: the best ``k`` items by dot product, excluding given items (what the user
+  already played);
+- ``fold_in``: the vector of a user the model was not trained on, from the item factors
+  and that user's interactions, solved exactly as MLlib's implicit ALS solves a user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+# Users scored in one matrix product: 1024 x 50k float32 scores is 200 MB at most.
+BATCH_USERS = 1024
+
+
+def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | Sequence[int] = ()) -> np.ndarray:
+    """Indices of the ``k`` highest ``scores``, best first, leaving out ``exclude``; fewer
+    than ``k`` when fewer items remain. Ties go to the lower index."""
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    excluded = np.unique(np.asarray(exclude, dtype=np.int64))
+    scores[excluded] = -np.inf
+    available = scores.size - excluded.size
+    k = min(k, available)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    # Negate and sort stably so equal scores keep index order.
+    candidates = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(scores.size)
+    best = candidates[np.lexsort((candidates, -scores[candidates]))]
+    return best[:k].astype(np.int64)
+
+
+def recommend(
+    user_vector: np.ndarray,
+    item_factors: np.ndarray,
+    k: int,
+    exclude: np.ndarray | Sequence[int] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """(item indices, scores) of one user's top ``k`` by dot product, excluding ``exclude``."""
+    scores = item_factors @ user_vector
+    best = top_k(scores, k, exclude)
+    return best, scores[best]
+
+
+def recommend_many(
+    user_vectors: np.ndarray,
+    item_factors: np.ndarray,
+    k: int,
+    exclude: Sequence[np.ndarray],
+) -> list[np.ndarray]:
+    """Top-``k`` item indices for every row of ``user_vectors`` (``exclude[i]``: the items
+    to leave out for row ``i``), scored a batch of users at a time."""
+    if len(exclude) != len(user_vectors):
+        raise ValueError(f"{len(user_vectors)} users but {len(exclude)} exclusion lists")
+    lists = []
+    for start in range(0, len(user_vectors), BATCH_USERS):
+        scores = user_vectors[start : start + BATCH_USERS] @ item_factors.T
+        lists.extend(top_k(row, k, exclude[start + i]) for i, row in enumerate(scores))
+    return lists
+
+
+def gramian(item_factors: np.ndarray) -> np.ndarray:
+    """``Y^T Y`` of the item factors: computed once per model, shared by every fold-in."""
+    y = np.asarray(item_factors, dtype=np.float64)
+    return y.T @ y
+
+
+def fold_in(
+    item_factors: np.ndarray,
+    items: np.ndarray | Sequence[int],
+    preferences: np.ndarray | Sequence[float],
+    alpha: float,
+    reg_param: float,
+    yty: np.ndarray | None = None,
+) -> np.ndarray:
+    """The user vector implicit ALS gives a user with ``preferences`` (raw values ``r``,
+    as fed to training) for ``items``, with the item factors held fixed.
+
+    MLlib's implicit ALS (Hu, Koren, Volinsky 2008, with its regularisation scaled by the
+    user's interaction count ``n``) solves, for confidence ``c_i = 1 + alpha * r_i`` and
+    preference 1 on every positive ``r_i``::
+
+        (Y^T Y + sum_i alpha r_i y_i y_i^T + reg_param * n * I) x = sum_i (1 + alpha r_i) y_i
+
+    Non-positive preferences are left out (training drops them too). A user with none
+    gets the zero vector (scores every item 0).
+    """
+    y = np.asarray(item_factors, dtype=np.float64)
+    items = np.asarray(items, dtype=np.int64)
+    r = np.asarray(preferences, dtype=np.float64)
+    if items.shape != r.shape:
+        raise ValueError(f"{items.size} items but {r.size} preferences")
+    positive = r > 0
+    items, r = items[positive], r[positive]
+    rank = y.shape[1]
+    if items.size == 0:
+        return np.zeros(rank, dtype=np.float64)
+    yi = y[items]
+    c1 = alpha * r
+    a = (gramian(y) if yty is None else yty) + (yi * c1[:, None]).T @ yi
+    a += reg_param * items.size * np.eye(rank)
+    b = ((1.0 + c1)[:, None] * yi).sum(axis=0)
+    return np.linalg.solve(a, b)

@@ -1,0 +1,187 @@
+"""The ALS training set from the published Silver tables (pure DataFrame -> DataFrame).
+
+Inputs: Silver ``user_track_interactions`` (all-time counts per (user, track)) and Silver
+``listens`` (one row per play, with ``played_at``). Only published Silver is read, so
+quarantined or refused events never reach a model.
+
+Outputs:
+- ``confidence``: (user_id, track_id, confidence), one row per pair with a positive
+  implicit-feedback confidence (the formula is in ``confidence``'s docstring and README);
+- ``id_mapping``: (id, index) per side, contiguous integers 0..n-1 in id order;
+- ``chronological_holdout`` / ``time_cut``: listens split by time, and ``split``: the
+  training confidences a model may see plus the held-out (user, track) pairs it is
+  judged on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+KEYS = ["user_id", "track_id"]
+# Each user's last 20% of plays (by time) are held out for the offline evaluation.
+HOLDOUT_FRACTION = 0.2
+# The hyper-parameter search validates on the last 20% of the training window, by time.
+VALIDATION_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class ConfidenceWeights:
+    play: float = 1.0
+    minute_played: float = 0.1
+    recommended_and_played: float = 2.0
+    like: float = 4.0
+    skip: float = 1.0
+    dislike: float = 4.0
+
+
+DEFAULT_WEIGHTS = ConfidenceWeights()
+
+
+def confidence(interactions: DataFrame, weights: ConfidenceWeights = DEFAULT_WEIGHTS) -> DataFrame:
+    """(user_id, track_id, confidence) from ``user_track_interactions`` counts::
+
+        confidence = 1.0 * play_count
+                   + 0.1 * minutes played (ms_played / 60000)
+                   + 2.0 * recommended_and_played
+                   + 4.0 * likes
+                   - 1.0 * skips
+                   - 4.0 * dislikes
+
+    Pairs whose confidence is 0 or below are dropped: they carry no evidence of a taste
+    (a skip cancels a play, a dislike a like). ALS weighs a kept pair by
+    ``1 + alpha * confidence`` (``alpha`` is a hyper-parameter).
+    """
+    w = weights
+    value = (
+        w.play * F.col("play_count")
+        + w.minute_played * F.col("ms_played") / 60_000.0
+        + w.recommended_and_played * F.col("recommended_and_played")
+        + w.like * F.col("likes")
+        - w.skip * F.col("skips")
+        - w.dislike * F.col("dislikes")
+    )
+    return interactions.select(*KEYS, value.cast("double").alias("confidence")).where(
+        F.col("confidence") > 0
+    )
+
+
+def id_mapping(df: DataFrame, column: str) -> DataFrame:
+    """(``column``, index): every distinct non-null value of ``column`` numbered 0..n-1 in
+    sorted order, so the same ids always get the same integers."""
+    ids = df.select(column).where(F.col(column).isNotNull()).distinct().orderBy(column)
+    return (
+        ids.rdd.zipWithIndex()
+        .map(lambda pair: (pair[0][0], pair[1]))
+        .toDF(f"{column} string, index int")
+    )
+
+
+def chronological_holdout(
+    listens: DataFrame, fraction: float = HOLDOUT_FRACTION
+) -> tuple[DataFrame, DataFrame]:
+    """(training, held out) listens: each user's last ``floor(fraction * plays)`` plays by
+    ``played_at`` are held out (ties broken by ``event_id``), so a user with fewer than
+    ``1 / fraction`` plays keeps them all for training."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    by_user = Window.partitionBy("user_id")
+    latest_first = by_user.orderBy(F.col("played_at").desc(), F.col("event_id").desc())
+    ranked = listens.withColumn("_from_end", F.row_number().over(latest_first)).withColumn(
+        "_held", F.floor(F.count("*").over(by_user) * F.lit(fraction))
+    )
+    held = F.col("_from_end") <= F.col("_held")
+    return (
+        ranked.where(~held).drop("_from_end", "_held"),
+        ranked.where(held).drop("_from_end", "_held"),
+    )
+
+
+def time_cut(
+    listens: DataFrame, fraction: float = VALIDATION_FRACTION
+) -> tuple[DataFrame, DataFrame]:
+    """(before, after) listens around one instant: the time by which ``1 - fraction`` of
+    the plays had happened (approximately), the same for every user."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    seconds = F.col("played_at").cast("double")
+    cut = listens.agg(F.percentile_approx(seconds, 1 - fraction).alias("cut")).first()["cut"]
+    if cut is None:
+        return listens, listens.limit(0)
+    return listens.where(seconds < cut), listens.where(seconds >= cut)
+
+
+def interactions_within(
+    interactions: DataFrame, listens: DataFrame, held_out: DataFrame
+) -> DataFrame:
+    """The interaction counts a model trained on ``listens`` may see.
+
+    Play counts and listening time come from ``listens`` alone; recommended-and-played is
+    capped at those plays. The other counts (likes, skips, dislikes, times recommended)
+    carry no time, so every pair played in ``held_out`` but never in ``listens`` is
+    removed whole: nothing about a held-out track reaches the model through them.
+    """
+    played = listens.groupBy(*KEYS).agg(
+        F.count("*").cast("long").alias("play_count"),
+        F.sum("ms_played").cast("long").alias("ms_played"),
+    )
+    unseen = held_out.select(*KEYS).distinct().join(played.select(*KEYS), KEYS, "left_anti")
+    counts = interactions.drop("play_count", "ms_played", "last_played_at").join(
+        played, KEYS, "full"
+    )
+    zero = F.lit(0).cast("long")
+    play_count = F.coalesce("play_count", zero)
+    return counts.join(unseen, KEYS, "left_anti").select(
+        *KEYS,
+        play_count.alias("play_count"),
+        F.coalesce("ms_played", zero).alias("ms_played"),
+        F.coalesce("recommended_count", zero).alias("recommended_count"),
+        F.least(F.coalesce("recommended_and_played", zero), play_count).alias(
+            "recommended_and_played"
+        ),
+        F.coalesce("skips", zero).alias("skips"),
+        F.coalesce("likes", zero).alias("likes"),
+        F.coalesce("dislikes", zero).alias("dislikes"),
+    )
+
+
+@dataclass(frozen=True)
+class Split:
+    """One offline experiment's data: what the model is trained on, and what it is
+    judged on."""
+
+    interactions: DataFrame  # counts restricted to the training listens
+    listens: DataFrame  # the training listens
+    training: DataFrame  # (user_id, track_id, confidence) of ``interactions``
+    relevant: DataFrame  # (user_id, track_id): played after the cut, not in ``training``
+
+
+def split(
+    interactions: DataFrame,
+    training_listens: DataFrame,
+    held_out_listens: DataFrame,
+    weights: ConfidenceWeights = DEFAULT_WEIGHTS,
+) -> Split:
+    """Training confidences from the training listens, and as relevant the held-out
+    tracks each user had not already got in training (serving leaves those out, so they
+    could never be recommended)."""
+    within = interactions_within(interactions, training_listens, held_out_listens)
+    training = confidence(within, weights)
+    relevant = (
+        held_out_listens.select(*KEYS).distinct().join(training.select(*KEYS), KEYS, "left_anti")
+    )
+    return Split(within, training_listens, training, relevant)
+
+
+def holdout_split(
+    interactions: DataFrame, listens: DataFrame, fraction: float = HOLDOUT_FRACTION
+) -> Split:
+    """The evaluation split: each user's last ``fraction`` of plays held out."""
+    return split(interactions, *chronological_holdout(listens, fraction))
+
+
+def validation_split(outer: Split, fraction: float = VALIDATION_FRACTION) -> Split:
+    """The hyper-parameter search's split inside ``outer``'s training data, cut by time."""
+    return split(outer.interactions, *time_cut(outer.listens, fraction))

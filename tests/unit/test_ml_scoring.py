@@ -1,0 +1,86 @@
+"""Spark-free scoring: top-k with exclusions, fold-in, and the model's recommend()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ml.model import AlsModel, AlsParams, Interactions
+from ml.scoring import fold_in, recommend_many, top_k
+
+
+def test_top_k_orders_by_score_and_leaves_out_excluded_items():
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.3])
+    assert top_k(scores, 3).tolist() == [1, 3, 2]
+    assert top_k(scores, 3, exclude=[1, 2]).tolist() == [3, 4, 0]
+    # Fewer items left than k: all of them, never an excluded one.
+    assert top_k(scores, 10, exclude=[0, 1, 2]).tolist() == [3, 4]
+    assert top_k(scores, 3, exclude=range(5)).tolist() == []
+    # Ties go to the lower index.
+    assert top_k(np.array([1.0, 2.0, 2.0, 2.0]), 2).tolist() == [1, 2]
+
+
+def test_recommend_many_matches_one_user_at_a_time():
+    rng = np.random.default_rng(0)
+    users, items = rng.normal(size=(5, 3)), rng.normal(size=(40, 3))
+    exclude = [np.array([i, i + 1]) for i in range(5)]
+    lists = recommend_many(users, items, 4, exclude)
+    for u in range(5):
+        assert lists[u].tolist() == top_k(items @ users[u], 4, exclude[u]).tolist()
+        assert not set(lists[u]) & set(exclude[u])
+
+
+def test_fold_in_solves_the_weighted_least_squares_over_every_item():
+    """MLlib's implicit objective, written out densely: every item has confidence 1 and
+    preference 0 unless the user has it; regularisation scaled by the user's item count."""
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(30, 4))
+    items, r = np.array([2, 7, 11]), np.array([3.0, 1.0, 0.5])
+    alpha, reg = 5.0, 0.1
+    c = np.ones(30)
+    c[items] += alpha * r
+    p = np.zeros(30)
+    p[items] = 1.0
+    expected = np.linalg.solve(y.T @ (c[:, None] * y) + reg * len(items) * np.eye(4), y.T @ (c * p))
+    assert fold_in(y, items, r, alpha, reg) == pytest.approx(expected)
+    # Non-positive preferences are ignored, as training drops them.
+    with_skips = fold_in(y, np.append(items, 5), np.append(r, -2.0), alpha, reg)
+    assert with_skips == pytest.approx(expected)
+    assert fold_in(y, [], [], alpha, reg).tolist() == [0.0] * 4
+
+
+def _model() -> AlsModel:
+    # Two tastes: items 0-2 along the first axis, items 3-5 along the second.
+    items = np.array([[1, 0], [0.9, 0], [0.8, 0], [0, 1], [0, 0.9], [0, 0.8]], dtype=np.float32)
+    users = np.array([[1, 0], [0, 1]], dtype=np.float32)
+    seen = Interactions.from_pairs(2, np.array([0, 1]), np.array([0, 3]), np.array([1.0, 1.0]))
+    return AlsModel(
+        params=AlsParams(rank=2, reg_param=0.01, alpha=10.0, max_iter=1),
+        user_ids=["u-first", "u-second"],
+        item_ids=[f"t{i}" for i in range(6)],
+        user_factors=users,
+        item_factors=items,
+        seen=seen,
+    )
+
+
+def test_model_recommends_unplayed_tracks_of_the_users_taste():
+    model = _model()
+    assert [t for t, _ in model.recommend("u-first", 2)] == ["t1", "t2"]
+    # Listens since training are left out too.
+    assert [t for t, _ in model.recommend("u-second", 2, recent={"t4": 1.0})] == ["t5", "t0"]
+
+
+def test_unknown_user_is_folded_in_from_recent_listens():
+    model = _model()
+    assert model.recommend("u-new", 3) == []
+    folded = [t for t, _ in model.recommend("u-new", 2, recent={"t3": 2.0, "t-unknown": 1.0})]
+    assert folded == ["t4", "t5"]
+
+
+def test_model_rejects_factors_that_do_not_match_its_ids():
+    model = _model()
+    with pytest.raises(ValueError, match="user factors"):
+        AlsModel(
+            model.params, ["u"], model.item_ids, model.user_factors, model.item_factors, model.seen
+        )

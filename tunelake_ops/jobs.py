@@ -1,0 +1,97 @@
+"""The platform's jobs, in one registry: the CLI, spark-submit, the Airflow tasks, the Helm
+applications and the tests all start a job through it.
+
+Each job is a plain function whose typed parameters are its options; ``main(argv)``
+configures logging and runs one, e.g.
+``spark-submit tunelake_ops/submit.py silver stage --from 2026-11-25``. The job modules
+themselves (``spark_jobs``, ``ml``) know nothing of this registry or the CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tunelake.logs import configure_logging
+from tunelake.settings import get_settings
+
+jobs = typer.Typer(help="The platform's jobs.", no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+# The ingest-date range of a run (the DAGs pass the same two options).
+FromDate = Annotated[str | None, typer.Option("--from", help="First ingest date (UTC today)")]
+ToDate = Annotated[str | None, typer.Option("--to", help="Last ingest date (default: today)")]
+
+
+def date_range(start: str | None, end: str | None) -> tuple[date, date]:
+    today = datetime.now(UTC).date()
+    first = date.fromisoformat(start) if start else today
+    return first, date.fromisoformat(end) if end else max(first, today)
+
+
+def fail(exc: Exception) -> typer.Exit:
+    """A refused job: its reason on stderr, exit status 1, no traceback."""
+    console.print(f"[bold red]error[/] {exc}")
+    return typer.Exit(code=1)
+
+
+@jobs.command()
+def bronze(
+    once: Annotated[bool, typer.Option("--once", help="Catch up, then stop.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", help="Run until stopped.")] = False,
+    streams: Annotated[list[str] | None, typer.Option("--stream", help="Repeatable.")] = None,
+) -> None:
+    """Land Kafka topics in Bronze Delta tables, exactly once."""
+    from ingestion.streams import Stream
+    from spark_jobs.bronze.ingest import BronzeStreamError, run
+    from spark_jobs.bronze.lease import BronzeLeaseError
+    from spark_jobs.common.session import build_spark
+
+    if once == follow:
+        raise fail(ValueError("give exactly one of --once and --follow"))
+    settings = get_settings()
+    chosen = [Stream(s) for s in streams] if streams else list(Stream)
+    try:
+        run(build_spark(settings, "tunelake-bronze"), settings, chosen, once=once)
+    except (BronzeLeaseError, BronzeStreamError) as exc:
+        raise fail(exc) from None
+
+
+@jobs.command()
+def silver(
+    stage: Annotated[
+        str, typer.Argument(help="validate-bronze, stage, validate-silver, publish, or all")
+    ] = "all",
+    start: FromDate = None,
+    end: ToDate = None,
+    run_id: Annotated[str | None, typer.Option(help="Default: <from>_<to>")] = None,
+) -> None:
+    """Build Silver from the Bronze rows ingested in [--from, --to], write-audit-publish."""
+    from dq.reports import QualityGateError
+    from spark_jobs.common.session import build_spark
+    from spark_jobs.silver.build import STAGES, SilverError, SilverRun
+
+    if stage not in STAGES:
+        raise fail(ValueError(f"unknown stage {stage!r}; one of {sorted(STAGES)}"))
+    settings = get_settings()
+    run = SilverRun.for_dates(*date_range(start, end), run_id=run_id)
+    try:
+        STAGES[stage](build_spark(settings, f"tunelake-silver-{stage}"), settings, run)
+    except (SilverError, QualityGateError) as exc:
+        raise fail(exc) from None
+
+
+JOBS = {command.name or command.callback.__name__: command for command in jobs.registered_commands}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the job ``argv`` names (``sys.argv[1:]`` by default), with logging configured."""
+    configure_logging()
+    jobs(argv, prog_name="tunelake")
+
+
+if __name__ == "__main__":
+    main()
