@@ -39,8 +39,8 @@ from spark_jobs.bronze.ingest import run
 from spark_jobs.common.session import build_spark
 from tunelake.clients import arrow_s3_filesystem, kafka_admin, kafka_consumer, s3_client
 from tunelake.settings import Settings, get_settings
-from tunelake.stack.probes import ensure_topics
-from tunelake.stack.process import wait_until
+from tunelake_ops.stack.probes import ensure_topics
+from tunelake_ops.stack.process import wait_until
 
 BATCH = 10_000
 
@@ -173,7 +173,7 @@ def freshness(base: Settings, seconds: float, rate_per_s: float) -> list[float]:
     topic = STREAMS[Stream.LISTENS].topic(settings)
     env = {**os.environ, "TUNELAKE_TOPIC_LISTENING_HISTORY": topic}
     follower = subprocess.Popen(
-        [sys.executable, "-m", "tunelake", "bronze", "--follow", "--stream", "listens"],
+        [sys.executable, "-m", "tunelake_ops", "bronze", "--follow", "--stream", "listens"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -35,7 +35,7 @@ from spark_jobs.common.session import build_spark
 from spark_jobs.silver import aggregates, build, events
 from tunelake.clients import arrow_s3_filesystem, s3_client
 from tunelake.settings import Settings, get_settings
-from tunelake.stack.probes import drop_bucket, ensure_buckets
+from tunelake_ops.stack.probes import drop_bucket, ensure_buckets
 
 DAY0 = date(2026, 10, 1)
 USERS, TRACKS = 50_000, 20_000

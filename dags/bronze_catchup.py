@@ -4,7 +4,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
-from tunelake.airflow_tasks import DEFAULT_ARGS, tunelake_spark_task
+from tunelake_ops.airflow_tasks import DEFAULT_ARGS, tunelake_spark_task
 
 with DAG(
     dag_id="bronze_catchup",

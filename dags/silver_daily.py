@@ -8,8 +8,8 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param, chain
 
-from tunelake.airflow_tasks import DEFAULT_ARGS, FROM_DATE, TO_DATE, tunelake_spark_task
-from tunelake.pipeline import SILVER_STAGES
+from tunelake_ops.airflow_tasks import DEFAULT_ARGS, FROM_DATE, TO_DATE, tunelake_spark_task
+from tunelake_ops.pipeline import SILVER_STAGES
 
 with DAG(
     dag_id="silver_daily",

@@ -57,7 +57,7 @@ ENV JAVA_HOME=/opt/java \
     PYTHONDONTWRITEBYTECODE=1
 ENV PATH=/opt/tunelake/.venv/bin:$SPARK_HOME/bin:$PATH
 # Add only the jars Spark does not already ship (by artifact name, any version), the same
-# rule as tunelake.stack.install for the local stack: a second Hadoop client, an older
+# rule as tunelake_ops.stack.install for the local stack: a second Hadoop client, an older
 # Jackson or slf4j would shadow Spark's own.
 COPY --from=jars /build/jars /tmp/extra-jars
 RUN set -eu; \
@@ -73,7 +73,7 @@ RUN set -eu; \
     done; \
     rm -rf /tmp/extra-jars /tmp/spark-shipped.txt
 COPY --chmod=0755 docker/spark/entrypoint.sh /opt/tunelake/entrypoint.sh
-COPY --chmod=0644 docker/spark/run_module.py /opt/tunelake/run_module.py
+COPY --chmod=0644 tunelake_ops/submit.py /opt/tunelake/submit.py
 WORKDIR /home/tunelake
 USER 10001:10001
 ENTRYPOINT ["/opt/tunelake/entrypoint.sh"]

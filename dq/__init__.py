@@ -1,1 +1,1 @@
-"""Data quality as code: Great Expectations suites per table and the publication gate."""
+"""Data quality: Great Expectations validation into reports, kept, and the publication gate."""

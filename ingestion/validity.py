@@ -8,7 +8,7 @@ stream. Each consumer renders the same declaration in its own form:
   the field and the bound, and nothing is published;
 - the Bronze rules (``spark_jobs/bronze/rules.py``): Spark conditions, so a bad record
   goes to quarantine with the reason and the rest of its batch flows on;
-- the quality suites (``dq/suites.py``): expectations with the same bounds, which can
+- the quality suites (``spark_jobs/suites.py``): expectations with the same bounds, which can
   only fail for rows that bypassed the rules (written into a table by hand).
 
 Time bounds: an event may not be older than ``TUNELAKE_EARLIEST_EVENT_DATE`` (history

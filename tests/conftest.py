@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tunelake.airflow_env import airflow_env
 from tunelake.settings import Settings
+from tunelake_ops.airflow_env import airflow_env
 
 # Airflow reads its configuration once, at import: point it at the stack's Airflow first.
 # PATH too: Spark tasks find spark-submit next to this interpreter.
@@ -55,7 +55,7 @@ def spark(settings: Settings) -> Iterator:
 
 
 def require_service(settings: Settings, name: str) -> None:
-    from tunelake.stack.services import all_services
+    from tunelake_ops.stack.services import all_services
 
     if not all_services(settings)[name].healthy():
         pytest.fail(

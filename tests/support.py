@@ -11,7 +11,7 @@ from ingestion.producer import PublishError
 from ingestion.streams import STREAMS, Stream
 from tunelake.clients import kafka_admin
 from tunelake.settings import Settings
-from tunelake.stack.probes import drop_bucket, ensure_buckets, ensure_topics
+from tunelake_ops.stack.probes import drop_bucket, ensure_buckets, ensure_topics
 
 CATALOG = [("t-hit", 100.0), ("t-mid", 10.0), ("t-tail", 1.0)]
 

@@ -1,1 +1,1 @@
-"""tunelake: settings, shared clients, the CLI and the local stack."""
+"""tunelake's base layer: the one settings object, shared clients, log configuration."""

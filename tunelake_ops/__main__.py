@@ -1,3 +1,3 @@
-from tunelake.cli import main
+from tunelake_ops.cli import main
 
 main()

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from tunelake.settings import SOURCE_ROOT, Settings
-from tunelake.stack.files import write_private
+from tunelake_ops.stack.files import write_private
 
 DAGS_FOLDER = SOURCE_ROOT / "dags"
 SPARK_CONNECTION = "tunelake_spark"

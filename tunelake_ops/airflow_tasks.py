@@ -1,7 +1,7 @@
 """Task factories for the DAG files, so that a DAG file only wires tasks.
 
-Every Spark task is a ``SparkSubmitOperator`` running ``spark_jobs/submit.py`` with a
-``tunelake`` command. The Spark master comes from the Airflow connection
+Every Spark task is a ``SparkSubmitOperator`` running ``tunelake_ops/submit.py`` with a
+job of ``tunelake_ops.jobs``. The Spark master comes from the Airflow connection
 ``tunelake_spark`` (``local[2]`` on the local stack; a cluster URL elsewhere); the jars come
 from settings; secrets reach the job through its environment, never its command line.
 """
@@ -12,10 +12,10 @@ from datetime import timedelta
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from tunelake.airflow_env import SPARK_CONNECTION
-from tunelake.settings import SOURCE_ROOT, get_settings
+from tunelake.settings import get_settings
+from tunelake_ops.airflow_env import SPARK_CONNECTION
+from tunelake_ops.jobs import SUBMIT_APP
 
-SUBMIT_APP = SOURCE_ROOT / "spark_jobs" / "submit.py"
 DEFAULT_ARGS = {
     "owner": "data-engineering",
     "retries": 2,
@@ -31,10 +31,8 @@ TO_DATE = (
 
 def tunelake_spark_task(task_id: str, *command: str) -> SparkSubmitOperator:
     """A Spark task running ``tunelake <command>`` through spark-submit."""
-    from spark_jobs.common.conf import spark_jars
-
     settings = get_settings()
-    jars = spark_jars(settings)
+    jars = settings.spark_jar_list()
     return SparkSubmitOperator(
         task_id=task_id,
         conn_id=SPARK_CONNECTION,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
-import sys
 import time
 from typing import Annotated
 
@@ -12,11 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tunelake.logs import configure_logging
 from tunelake.settings import get_settings
+from tunelake_ops.jobs import FromDate, ToDate, date_range, fail, jobs
 
 app = typer.Typer(
     help="tunelake: a music-recommendation lakehouse.", no_args_is_help=True, add_completion=False
 )
+# The platform's jobs (bronze, silver, ...) are commands of the CLI too.
+app.add_typer(jobs)
 console = Console(stderr=True)
 
 
@@ -25,13 +27,13 @@ def _progress(service: str, message: str) -> None:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    from tunelake.stack.manager import StackError
+    from tunelake_ops.stack.manager import StackError
 
-    console.print(f"[bold red]error[/] {exc}")
+    failed = fail(exc)
     if isinstance(exc, StackError) and exc.log_tail:
         console.print(f"[dim]--- last lines of the {exc.service} log ---[/]")
         console.print(exc.log_tail, markup=False, highlight=False)
-    return typer.Exit(code=1)
+    return failed
 
 
 @app.command()
@@ -39,7 +41,7 @@ def install(
     browser: Annotated[bool, typer.Option("--browser", help="Also Chromium (UI tests).")] = False,
 ) -> None:
     """Install what the stack needs (Maven jars, registry distribution, PostgreSQL)."""
-    from tunelake.stack.install import InstallError, chromium, install_all
+    from tunelake_ops.stack.install import InstallError, chromium, install_all
 
     try:
         install_all(get_settings())
@@ -57,8 +59,8 @@ def up(
     ] = None,
 ) -> None:
     """Start the local stack (installing what is missing) and wait until it is healthy."""
-    from tunelake.stack.manager import StackError
-    from tunelake.stack.manager import up as stack_up
+    from tunelake_ops.stack.manager import StackError
+    from tunelake_ops.stack.manager import up as stack_up
 
     began = time.monotonic()
     try:
@@ -75,7 +77,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop every process `up` started, and nothing else."""
-    from tunelake.stack.manager import down as stack_down
+    from tunelake_ops.stack.manager import down as stack_down
 
     stopped = stack_down(get_settings(), progress=_progress)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -84,7 +86,7 @@ def down() -> None:
 @app.command()
 def status() -> None:
     """Show each service's pid, port, health and the process it really is."""
-    from tunelake.stack.manager import status as stack_status
+    from tunelake_ops.stack.manager import status as stack_status
 
     rows = stack_status(get_settings())
     table = Table("service", "pid", "port", "health", "process")
@@ -109,7 +111,7 @@ def logs(
     follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
 ) -> None:
     """Print the tail of SERVICE's log (kafka, s3, postgres, registry)."""
-    from tunelake.stack.manager import StackError, log_path
+    from tunelake_ops.stack.manager import StackError, log_path
 
     try:
         path = log_path(get_settings(), service)
@@ -126,68 +128,9 @@ def env(
     show_secrets: Annotated[bool, typer.Option("--show-secrets")] = False,
 ) -> None:
     """Print the resolved settings as shell assignments: eval "$(tunelake env)"."""
-    from tunelake.shell_env import shell_assignments
+    from tunelake_ops.shell_env import shell_assignments
 
     print("\n".join(shell_assignments(get_settings(), show_secrets=show_secrets)))
-
-
-@app.command()
-def bronze(
-    once: Annotated[bool, typer.Option("--once", help="Catch up, then stop.")] = False,
-    follow: Annotated[bool, typer.Option("--follow", help="Run until stopped.")] = False,
-    streams: Annotated[list[str] | None, typer.Option("--stream", help="Repeatable.")] = None,
-) -> None:
-    """Land Kafka topics in Bronze Delta tables, exactly once."""
-    from ingestion.streams import Stream
-    from spark_jobs.bronze.ingest import BronzeStreamError, run
-    from spark_jobs.bronze.lease import BronzeLeaseError
-    from spark_jobs.common.session import build_spark
-
-    if once == follow:
-        raise _fail(ValueError("give exactly one of --once and --follow"))
-    settings = get_settings()
-    chosen = [Stream(s) for s in streams] if streams else list(Stream)
-    try:
-        run(build_spark(settings, "tunelake-bronze"), settings, chosen, once=once)
-    except (BronzeLeaseError, BronzeStreamError) as exc:
-        raise _fail(exc) from None
-
-
-# The ingest-date range of a Silver run (the DAGs pass the same two options).
-FromDate = Annotated[str | None, typer.Option("--from", help="First ingest date (UTC today)")]
-ToDate = Annotated[str | None, typer.Option("--to", help="Last ingest date (default: today)")]
-
-
-def _dates(start: str | None, end: str | None):
-    from datetime import UTC, date, datetime
-
-    today = datetime.now(UTC).date()
-    first = date.fromisoformat(start) if start else today
-    return first, date.fromisoformat(end) if end else max(first, today)
-
-
-@app.command()
-def silver(
-    stage: Annotated[
-        str, typer.Argument(help="validate-bronze, stage, validate-silver, publish, or all")
-    ] = "all",
-    start: FromDate = None,
-    end: ToDate = None,
-    run_id: Annotated[str | None, typer.Option(help="Default: <from>_<to>")] = None,
-) -> None:
-    """Build Silver from the Bronze rows ingested in [--from, --to], write-audit-publish."""
-    from dq.reports import QualityGateError
-    from spark_jobs.common.session import build_spark
-    from spark_jobs.silver.build import STAGES, SilverError, SilverRun
-
-    if stage not in STAGES:
-        raise _fail(ValueError(f"unknown stage {stage!r}; one of {sorted(STAGES)}"))
-    settings = get_settings()
-    run = SilverRun.for_dates(*_dates(start, end), run_id=run_id)
-    try:
-        STAGES[stage](build_spark(settings, f"tunelake-silver-{stage}"), settings, run)
-    except (SilverError, QualityGateError) as exc:
-        raise _fail(exc) from None
 
 
 pipeline_app = typer.Typer(help="The whole chain, as the DAGs run it.", no_args_is_help=True)
@@ -204,10 +147,10 @@ def pipeline_run(
     from spark_jobs.bronze.ingest import BronzeStreamError
     from spark_jobs.bronze.lease import BronzeLeaseError
     from spark_jobs.silver.build import SilverError
-    from tunelake.pipeline import run_pipeline
+    from tunelake_ops.pipeline import run_pipeline
 
     try:
-        summary = run_pipeline(get_settings(), *_dates(start, end), progress=_progress)
+        summary = run_pipeline(get_settings(), *date_range(start, end), progress=_progress)
     except (BronzeLeaseError, BronzeStreamError, SilverError, QualityGateError) as exc:
         raise _fail(exc) from None
     Console().print(summary.render())
@@ -224,7 +167,7 @@ RunId = Annotated[str | None, typer.Option(help="Default: <from>_<to>")]
 def _run_id(start: str | None, end: str | None, run_id: str | None) -> str:
     from spark_jobs.silver.build import SilverRun
 
-    return SilverRun.for_dates(*_dates(start, end), run_id=run_id).run_id
+    return SilverRun.for_dates(*date_range(start, end), run_id=run_id).run_id
 
 
 @quality_app.command("show")
@@ -278,7 +221,7 @@ def quality_quarantine(
         known = [s.value for s in Stream]
         raise _fail(ValueError(f"unknown table {table!r}; one of {known}")) from None
     settings = get_settings()
-    first, last = _dates(start, end)
+    first, last = date_range(start, end)
     try:
         moved = move_to_quarantine(
             build_spark(settings, "tunelake-quality-quarantine"),
@@ -343,19 +286,12 @@ def generate(
 @app.command()
 def demo() -> None:
     """Run the main job end to end on the local stack and print a summary."""
-    from tunelake.demo import run_demo
+    from tunelake_ops.demo import run_demo
 
     summary = run_demo(get_settings(), progress=_progress)
     Console().print(summary.render())
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # kafka-python, httpx, py4j and Great Expectations narrate every step at INFO.
-    for noisy in ("kafka", "httpx", "py4j", "great_expectations"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     app()

@@ -26,8 +26,8 @@ from rich.console import Group
 from rich.syntax import Syntax
 from rich.table import Table
 
-from tunelake.pipeline import PipelineSummary
 from tunelake.settings import Settings
+from tunelake_ops.pipeline import PipelineSummary
 
 Progress = Callable[[str, str], None]
 
@@ -112,7 +112,7 @@ def avro_round_trip(settings: Settings, records: int = DEMO_RECORDS) -> str:
     from ingestion.registry import Compatibility, SchemaRegistry
     from ingestion.schemas import load_schema
     from tunelake.clients import kafka_producer
-    from tunelake.stack.probes import ensure_topics
+    from tunelake_ops.stack.probes import ensure_topics
 
     ensure_topics(settings, (DEMO_TOPIC,))
     run_id = uuid.uuid4().hex[:8]
@@ -183,7 +183,7 @@ def read_back(settings: Settings, codec, acknowledged: list) -> dict[str, dict]:
 @contextmanager
 def running_service(settings: Settings) -> Iterator[str]:
     """The recommendation service at ``settings.service_url``: reused, or started for now."""
-    from tunelake.stack import process
+    from tunelake_ops.stack import process
 
     url = settings.service_url
 
@@ -199,7 +199,7 @@ def running_service(settings: Settings) -> Iterator[str]:
     pid_file = settings.state_dir / "run" / "service.pid"
     log_file = settings.state_dir / "logs" / "service.log"
     proc = process.spawn(
-        [sys.executable, "-m", "tunelake", "serve"], pid_file=pid_file, log_file=log_file
+        [sys.executable, "-m", "tunelake_ops", "serve"], pid_file=pid_file, log_file=log_file
     )
     try:
         if (
@@ -230,7 +230,7 @@ def post_traffic(settings: Settings, url: str, summary: DemoSummary) -> str:
 def pipeline(settings: Settings, summary: DemoSummary) -> str:
     from ingestion.streams import STREAMS
     from spark_jobs.common.session import build_spark
-    from tunelake.pipeline import run_pipeline
+    from tunelake_ops.pipeline import run_pipeline
 
     today = datetime.now(UTC).date()
     summary.pipeline = run_pipeline(settings, today, today)

@@ -10,6 +10,7 @@ themselves (``spark_jobs``, ``ml``) know nothing of this registry or the CLI.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,8 @@ from rich.console import Console
 from tunelake.logs import configure_logging
 from tunelake.settings import get_settings
 
+# The application file spark-submit runs (the installed one: a checkout's or the wheel's).
+SUBMIT_APP = Path(__file__).with_name("submit.py")
 jobs = typer.Typer(help="The platform's jobs.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
 

@@ -447,16 +447,3 @@ def _await(queries: dict[str, StreamingQuery], bronze_run: BronzeRun) -> list[st
             active[0].awaitTermination(timeout=1)
         except StreamingQueryException:
             continue
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m spark_jobs.bronze.ingest --once|--follow`` is ``tunelake bronze``."""
-    import sys
-
-    from tunelake.cli import app
-
-    app(["bronze", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    main()

@@ -5,16 +5,6 @@ from __future__ import annotations
 from tunelake.settings import Settings
 
 
-def spark_jars(settings: Settings) -> list[str]:
-    if settings.spark_jars:
-        return [jar for jar in settings.spark_jars.split(",") if jar]
-    if not settings.is_local_spark:
-        return []
-    from tunelake.stack.install import read_classpath
-
-    return read_classpath(settings, "spark")
-
-
 def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
     """Every Spark setting tunelake relies on, as plain strings (pure: unit-tested)."""
     conf = {
@@ -42,7 +32,7 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         # far more than small local tables need, and paid on every micro-batch commit.
         "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
     }
-    jars = spark_jars(settings)
+    jars = settings.spark_jar_list()
     if jars:
         conf["spark.jars"] = ",".join(jars)
     if settings.is_local_spark:

@@ -129,7 +129,7 @@ def validate_bronze(
     """Validate the run's Bronze slice as of now; ``stage`` reads exactly these versions."""
     # Great Expectations takes seconds to import: only the two validation stages load it.
     from dq.gate import validate
-    from dq.suites import bronze_suite
+    from spark_jobs.suites import bronze_suite
 
     versions = {}
     for stream in Stream:
@@ -372,7 +372,7 @@ def validate_silver(
     spark: SparkSession, settings: Settings, run: SilverRun
 ) -> list[quality.QualityReport]:
     from dq.gate import validate
-    from dq.suites import row_count_drift, silver_suite
+    from spark_jobs.suites import row_count_drift, silver_suite
 
     manifest = read_manifest(settings, run)
     now = datetime.now(UTC)
@@ -517,16 +517,3 @@ STAGES = {
     "publish": publish,
     "all": build,
 }
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m spark_jobs.silver.build STAGE --from D --to D`` is ``tunelake silver``."""
-    import sys
-
-    from tunelake.cli import app
-
-    app(["silver", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    main()

@@ -17,11 +17,11 @@ from test_deploy_compose import load_compose
 
 pytestmark = pytest.mark.unit
 
-BRONZE_MODULE = "spark_jobs.bronze.ingest"
+BRONZE_JOB = "bronze"
 
 
 def _runs_bronze(words: list[str]) -> bool:
-    return BRONZE_MODULE in words or "bronze" in words
+    return BRONZE_JOB in words
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -32,7 +32,7 @@ def test_the_chart_runs_one_bronze_writer_a_single_streaming_driver(
         (m["kind"], spec)
         for m in rendered[env]
         for spec in spark_app_specs(m)
-        if spec["arguments"][0] == BRONZE_MODULE
+        if spec["arguments"][0] == BRONZE_JOB
     ]
     [(kind, spec)] = writers
     assert kind == "SparkApplication"  # not scheduled: no run starts beside the stream

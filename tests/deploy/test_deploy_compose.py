@@ -18,7 +18,7 @@ import yaml
 from deploy_support import parse_properties, run_tool
 
 from tunelake.settings import LOCAL_SECRET_DEFAULTS
-from tunelake.stack.services import SERVICE_TYPES
+from tunelake_ops.stack.services import SERVICE_TYPES
 
 pytestmark = pytest.mark.unit
 

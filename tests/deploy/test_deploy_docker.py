@@ -126,7 +126,7 @@ def test_dockerignore_keeps_secrets_and_state_out_of_the_context() -> None:
 
 
 def test_spark_image_bakes_the_local_stacks_jar_set() -> None:
-    from tunelake.stack.install import DEPENDENCY_PLUGIN
+    from tunelake_ops.stack.install import DEPENDENCY_PLUGIN
 
     spark = (ROOT / "docker" / "spark.Dockerfile").read_text()
     assert "COPY jvm/spark/pom.xml pom.xml" in spark
@@ -136,10 +136,10 @@ def test_spark_image_bakes_the_local_stacks_jar_set() -> None:
 
 def test_spark_image_adds_only_the_jars_spark_does_not_ship(tmp_path: Path) -> None:
     # Run the Dockerfile's own filtering step (bash, sed, find, grep) on a SPARK_HOME laid
-    # out like pyspark's, and compare with the local stack's rule (tunelake.stack.install).
+    # out like pyspark's, and compare with the local stack's rule (tunelake_ops.stack.install).
     import pyspark
 
-    from tunelake.stack.install import artifact_name, pyspark_jar_names
+    from tunelake_ops.stack.install import artifact_name, pyspark_jar_names
 
     text = re.sub(r"\\\n", " ", (ROOT / "docker" / "spark.Dockerfile").read_text())
     step = next(line for line in text.splitlines() if "/tmp/extra-jars/*.jar" in line)
@@ -258,8 +258,8 @@ def test_entrypoint_driver_runs_spark_submit_in_client_mode(fake_spark: dict[str
         "driver",
         "--properties-file",
         "/opt/spark/conf/x.conf",
-        "local:///opt/tunelake/run_module.py",
-        "spark_jobs.silver.build",
+        "local:///opt/tunelake/submit.py",
+        "silver",
     )
     assert result.returncode == 0, result.stderr
     argv = json.loads(result.stdout)
@@ -273,8 +273,8 @@ def test_entrypoint_driver_runs_spark_submit_in_client_mode(fake_spark: dict[str
         "client",
         "--properties-file",
         "/opt/spark/conf/x.conf",
-        "local:///opt/tunelake/run_module.py",
-        "spark_jobs.silver.build",
+        "local:///opt/tunelake/submit.py",
+        "silver",
     ]
 
 
@@ -328,40 +328,6 @@ def test_entrypoint_passes_other_commands_through(fake_spark: dict[str, str]) ->
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ran ['x']"
     assert run_entrypoint(fake_spark).returncode == 64
-
-
-def test_run_module_runs_a_module_like_python_dash_m(tmp_path: Path) -> None:
-    package = tmp_path / "jobs_pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "job.py").write_text(
-        "import json, sys\nif __name__ == '__main__':\n    print(json.dumps({'argv': sys.argv}))\n"
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "docker" / "spark" / "run_module.py"),
-            "jobs_pkg.job",
-            "--date",
-            "2026-01-01",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=30,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-    )
-    assert result.returncode == 0, result.stderr
-    argv = json.loads(result.stdout)["argv"]
-    assert argv[1:] == ["--date", "2026-01-01"]
-    assert argv[0].endswith("job.py")
-    missing = subprocess.run(
-        [sys.executable, str(ROOT / "docker" / "spark" / "run_module.py")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert missing.returncode != 0 and "usage" in missing.stderr
 
 
 # --- scripts/smoke-test.sh against a local stand-in of the service ------------------------

@@ -12,7 +12,6 @@ Go module is not served by the module proxy, and no PyPI package ships its CRDs)
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,8 @@ from deploy_support import (
     spark_app_specs,
     walk_env,
 )
+
+from tunelake_ops.jobs import JOBS
 
 pytestmark = pytest.mark.unit
 
@@ -263,10 +264,6 @@ def test_registry_uses_postgres_storage_from_secrets(
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
 
 
-# Named by the chart ahead of the Silver issue, which builds the module.
-JOBS_NOT_BUILT_YET = {"spark_jobs.silver.build"}
-
-
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_spark_applications_run_tunelake_modules_on_the_spark_image(
     rendered: dict[str, list[dict]], env: str
@@ -288,11 +285,8 @@ def test_spark_applications_run_tunelake_modules_on_the_spark_image(
         (spec,) = spark_app_specs(app)
         assert spec["type"] == "Python" and spec["mode"] == "cluster"
         assert spec["image"] == "ghcr.io/tunelake/tunelake-spark:0123abc"
-        assert spec["mainApplicationFile"] == "local:///opt/tunelake/run_module.py"
-        module = spec["arguments"][0]
-        assert re.fullmatch(r"spark_jobs(\.[a-z_][a-z0-9_]*)+", module), module
-        if module not in JOBS_NOT_BUILT_YET:
-            assert callable(getattr(importlib.import_module(module), "main", None)), module
+        assert spec["mainApplicationFile"] == "local:///opt/tunelake/submit.py"
+        assert spec["arguments"][0] in JOBS, spec["arguments"]
         assert spec["sparkVersion"] == _pyspark_version()
         assert spec["restartPolicy"]["type"] in {"Always", "OnFailure", "Never"}
         assert spec["driver"]["serviceAccount"] in service_accounts

@@ -13,8 +13,8 @@ import pytest
 
 from spark_jobs.silver.tables import SILVER_TABLES
 from tests.support import throwaway_lake
-from tunelake.demo import run_demo
 from tunelake.settings import Settings
+from tunelake_ops.demo import run_demo
 
 
 def free_port() -> int:

@@ -28,8 +28,9 @@ from ingestion.producer import EventProducer
 from ingestion.streams import Stream
 from spark_jobs.bronze.ingest import run as bronze
 from spark_jobs.silver.tables import SILVER_TABLES
-from tunelake.stack.install import chromium
-from tunelake.stack.process import wait_until
+from tunelake_ops.airflow_env import airflow_home
+from tunelake_ops.stack.install import chromium
+from tunelake_ops.stack.process import wait_until
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -203,3 +204,7 @@ def test_log_in_trigger_silver_daily_and_see_it_succeed(
     assert sorted((r.user_id, r.plays) for r in mine_only) == [(u, 10) for u in sorted(users)]
     listens = spark.read.format("delta").load(SILVER_TABLES["listens"].path(settings))
     assert listens.where(listens.user_id.isin(users)).count() == 30
+    # The jobs' own log lines reach the task log through spark-submit.
+    task_logs = airflow_home(settings) / "logs" / "dag_id=silver_daily" / f"run_id={mine}"
+    publish_log = "".join(p.read_text() for p in task_logs.glob("task_id=publish/attempt=*.log"))
+    assert "INFO spark_jobs.silver.build: published silver run" in publish_log

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import fastavro
 import pytest
@@ -30,7 +31,8 @@ from service.app import build_app
 from spark_jobs.bronze.ingest import BronzeTarget, MissingSubjectError, run
 from spark_jobs.bronze.lease import BronzeLease, BronzeLeaseHeldError
 from tunelake.clients import kafka_admin, kafka_producer, s3_client
-from tunelake.stack.probes import ensure_topics
+from tunelake_ops.jobs import SUBMIT_APP
+from tunelake_ops.stack.probes import ensure_topics
 
 KEY = {"X-API-Key": "tunelake-local-key"}
 
@@ -162,7 +164,7 @@ def _produce_listens(settings, n: int, user_id: str) -> set[str]:
     return ids
 
 
-def test_sigkill_mid_run_then_restart_keeps_every_event_exactly_once(spark, topics):
+def test_sigkill_mid_run_then_restart_keeps_every_event_exactly_once(spark, topics, tmp_path):
     settings = topics("crash")
     sent = _produce_listens(settings, 30_000, "crash-user")
     topic = STREAMS[Stream.LISTENS].topic(settings)
@@ -173,11 +175,17 @@ def test_sigkill_mid_run_then_restart_keeps_every_event_exactly_once(spark, topi
         "TUNELAKE_BRONZE_MAX_OFFSETS_PER_TRIGGER": "1500",
         "TUNELAKE_BRONZE_TRIGGER_SECONDS": "0.2",
     }
+    # Started as Airflow and the Helm chart start it: spark-submit of the jobs' entry point.
+    job_log = tmp_path / "bronze.log"
     job = subprocess.Popen(
-        [sys.executable, "-m", "tunelake", "bronze", "--follow", "--stream", "listens"],
+        [
+            str(Path(sys.executable).with_name("spark-submit")),
+            str(SUBMIT_APP),
+            *("bronze", "--follow", "--stream", "listens"),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=job_log.open("wb"),
         start_new_session=True,
     )
     log_path = settings.bronze_path(topic).replace("s3a://", "") + "/_delta_log/"
@@ -190,7 +198,7 @@ def test_sigkill_mid_run_then_restart_keeps_every_event_exactly_once(spark, topi
     try:
         deadline = time.monotonic() + 180
         while committed_versions() < 3:
-            assert job.poll() is None, job.stderr.read().decode()[-3000:]
+            assert job.poll() is None, job_log.read_text()[-3000:]
             assert time.monotonic() < deadline, "bronze never committed 3 batches"
             time.sleep(0.2)
     finally:
@@ -198,6 +206,8 @@ def test_sigkill_mid_run_then_restart_keeps_every_event_exactly_once(spark, topi
         job.wait(timeout=30)
     landed_before_restart = bronze(spark, settings, Stream.LISTENS).count()
     assert 0 < landed_before_restart < len(sent), "the kill did not land mid-run"
+    # The job's own log lines survive spark-submit (nothing else configures logging there).
+    assert f"INFO spark_jobs.bronze.ingest: bronze {topic} batch " in job_log.read_text()
 
     run(spark, settings, [Stream.LISTENS], once=True)
 

@@ -7,7 +7,7 @@ import pytest
 from ingestion.avro_codec import TopicCodec
 from ingestion.registry import Compatibility, IncompatibleSchemaError, SchemaRegistry
 from ingestion.schemas import load_schema
-from tunelake.demo import avro_round_trip
+from tunelake_ops.demo import avro_round_trip
 
 BASE = {
     "type": "record",

@@ -32,8 +32,8 @@ from service.recommender import PopularityRecommender
 from tests.support import CATALOG
 from tunelake.clients import kafka_consumer
 from tunelake.settings import SOURCE_ROOT
-from tunelake.stack import manager, process
-from tunelake.stack.services import all_services
+from tunelake_ops.stack import manager, process
+from tunelake_ops.stack.services import all_services
 
 log = logging.getLogger(__name__)
 

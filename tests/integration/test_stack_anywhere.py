@@ -2,7 +2,7 @@
 
 Root's home and ``mktemp -d`` folders are mode 0700. As root, PostgreSQL runs as the
 ``postgres`` user, which could not reach a data folder inside such a checkout; the clone
-here runs its own code (``python -m tunelake`` from the clone) on ports of its own.
+here runs its own code (``python -m tunelake_ops`` from the clone) on ports of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from tunelake.settings import SOURCE_ROOT, Settings
-from tunelake.stack import process
-from tunelake.stack.probes import postgres_ready
+from tunelake_ops.stack import process
+from tunelake_ops.stack.probes import postgres_ready
 
 CLONE_POSTGRES_PORT = 35432
 
@@ -31,7 +31,7 @@ def _tunelake(clone: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TUNELAKE_", "AIRFLOW"))}
     env |= {"PYTHONPATH": str(clone), "TUNELAKE_POSTGRES_PORT": str(CLONE_POSTGRES_PORT)}
     return subprocess.run(
-        [sys.executable, "-m", "tunelake", *args],
+        [sys.executable, "-m", "tunelake_ops", *args],
         cwd=clone,
         env=env,
         capture_output=True,

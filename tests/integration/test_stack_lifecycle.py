@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tunelake.settings import Settings
-from tunelake.stack import manager, process
-from tunelake.stack.services import all_services
+from tunelake_ops.stack import manager, process
+from tunelake_ops.stack.services import all_services
 
 REAL_SERVERS = {
     "kafka": "java kafka.Kafka",
@@ -100,7 +100,7 @@ def test_down_left_the_session_stack_alone(settings):
 
 def test_cli_second_up_reports_nothing_started(settings):
     result = subprocess.run(
-        [sys.executable, "-m", "tunelake", "up"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "tunelake_ops", "up"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     assert "started: nothing (all running)" in result.stderr

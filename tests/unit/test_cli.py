@@ -10,7 +10,7 @@ def _tunelake(*args: str, **env: str) -> subprocess.CompletedProcess:
     import os
 
     return subprocess.run(
-        [sys.executable, "-m", "tunelake", *args],
+        [sys.executable, "-m", "tunelake_ops", *args],
         capture_output=True,
         text=True,
         timeout=60,

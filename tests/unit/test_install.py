@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tunelake.stack import install
+from tunelake_ops.stack import install
 
 
 @pytest.mark.parametrize(

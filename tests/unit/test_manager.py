@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tunelake.settings import Settings
-from tunelake.stack import manager
-from tunelake.stack import services as stack_services
-from tunelake.stack.process import wait_until
-from tunelake.stack.services import SERVICE_TYPES, all_services
+from tunelake_ops.stack import manager
+from tunelake_ops.stack import services as stack_services
+from tunelake_ops.stack.process import wait_until
+from tunelake_ops.stack.services import SERVICE_TYPES, all_services
 
 
 def test_starting_a_service_starts_its_dependencies():
@@ -100,7 +100,7 @@ def test_a_port_held_by_someone_else_is_reported(tmp_path, installed):
 
 
 def test_a_service_that_dies_is_named_with_its_log_tail(tmp_path, monkeypatch, installed):
-    from tunelake.stack.services import S3Service
+    from tunelake_ops.stack.services import S3Service
 
     crash = "import sys; print('fatal: bad identities file'); sys.exit(3)"
     monkeypatch.setattr(S3Service, "command", lambda self: [sys.executable, "-c", crash])
@@ -130,7 +130,7 @@ def open_modes(monkeypatch):
 
 
 def test_write_private_creates_the_file_0600_and_narrows_an_existing_one(tmp_path, open_modes):
-    from tunelake.stack.files import write_private
+    from tunelake_ops.stack.files import write_private
 
     fresh, existing = tmp_path / "new" / "secret", tmp_path / "old-secret"
     existing.write_text("old")
@@ -145,8 +145,8 @@ def test_write_private_creates_the_file_0600_and_narrows_an_existing_one(tmp_pat
 
 
 def test_secret_files_of_the_stack_are_private_from_creation(tmp_path, open_modes):
-    from tunelake.airflow_env import passwords_file, write_passwords_file
-    from tunelake.stack.services import S3Service
+    from tunelake_ops.airflow_env import passwords_file, write_passwords_file
+    from tunelake_ops.stack.services import S3Service
 
     settings = Settings(_env_file=None, state_dir=tmp_path)
     s3 = S3Service(settings)
@@ -178,7 +178,7 @@ SOME_OTHER_UID = 54_321  # owns nothing here, and belongs to none of the files' 
 
 
 def test_first_unreachable_names_the_directory_in_the_way(private_tree):
-    from tunelake.stack.files import first_unreachable
+    from tunelake_ops.stack.files import first_unreachable
 
     private, state = private_tree
     target = state / "data" / "postgres"  # not created yet: whoever creates it owns it
@@ -197,7 +197,7 @@ def test_first_unreachable_names_the_directory_in_the_way(private_tree):
 def test_up_refuses_a_cluster_its_user_cannot_reach_and_names_the_blocker(
     private_tree, monkeypatch
 ):
-    from tunelake.stack.services import PostgresService
+    from tunelake_ops.stack.services import PostgresService
 
     private, state = private_tree
     cluster = state / "data" / "postgres"
@@ -211,8 +211,8 @@ def test_up_refuses_a_cluster_its_user_cannot_reach_and_names_the_blocker(
 
 
 def test_as_root_each_state_dir_gets_its_own_cluster_outside_it(tmp_path, monkeypatch):
-    from tunelake.stack import services
-    from tunelake.stack.services import POSTGRES_CLUSTERS_ROOT, PostgresService
+    from tunelake_ops.stack import services
+    from tunelake_ops.stack.services import POSTGRES_CLUSTERS_ROOT, PostgresService
 
     monkeypatch.setattr(services.os, "geteuid", lambda: 0)
     first, second = (PostgresService(Settings(state_dir=tmp_path / n)) for n in ("a", "b"))
@@ -226,8 +226,8 @@ def test_as_root_each_state_dir_gets_its_own_cluster_outside_it(tmp_path, monkey
 
 
 def test_as_another_user_the_cluster_stays_in_the_state_dir(tmp_path, monkeypatch):
-    from tunelake.stack import services
-    from tunelake.stack.services import PostgresService
+    from tunelake_ops.stack import services
+    from tunelake_ops.stack.services import PostgresService
 
     monkeypatch.setattr(services.os, "geteuid", lambda: 1000)
     svc = PostgresService(Settings(state_dir=tmp_path))
@@ -239,8 +239,8 @@ def test_a_recorded_cluster_is_found_again_but_not_by_a_copy(tmp_path, monkeypat
     import json
     import shutil
 
-    from tunelake.stack import services
-    from tunelake.stack.services import PostgresService
+    from tunelake_ops.stack import services
+    from tunelake_ops.stack.services import PostgresService
 
     monkeypatch.setattr(services.os, "geteuid", lambda: 0)
     own = PostgresService(Settings(state_dir=tmp_path / "a"))
@@ -257,8 +257,8 @@ def test_a_recorded_cluster_is_found_again_but_not_by_a_copy(tmp_path, monkeypat
 
 
 def test_a_cluster_made_in_the_state_dir_before_keeps_its_data(tmp_path, monkeypatch):
-    from tunelake.stack import services
-    from tunelake.stack.services import PostgresService
+    from tunelake_ops.stack import services
+    from tunelake_ops.stack.services import PostgresService
 
     monkeypatch.setattr(services.os, "geteuid", lambda: 0)
     legacy = tmp_path / "data" / "postgres"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tunelake.stack import process
+from tunelake_ops.stack import process
 
 
 def _sleeper(tmp_path, *, ignore_term: bool = False):

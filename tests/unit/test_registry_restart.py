@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from ingestion.registry import SchemaRegistry
-from tunelake.stack.process import wait_until
+from tunelake_ops.stack.process import wait_until
 
 FAKE_REGISTRY = textwrap.dedent(
     """

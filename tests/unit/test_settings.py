@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from tunelake.settings import LOCAL_SECRET_DEFAULTS, Environment, Settings
-from tunelake.shell_env import shell_assignments
+from tunelake_ops.shell_env import shell_assignments
 
 
 def test_defaults_point_at_the_local_stack():
@@ -148,7 +148,7 @@ def test_the_local_airflow_login_has_no_default_outside_local(monkeypatch, tmp_p
     monkeypatch.setenv("TUNELAKE_API_KEYS", "a-real-key")
     staging = Settings(_env_file=None, state_dir=tmp_path)
     assert staging.airflow_admin_password.get_secret_value() == ""
-    from tunelake.airflow_env import passwords_file, write_passwords_file
+    from tunelake_ops.airflow_env import passwords_file, write_passwords_file
 
     with pytest.raises(ValueError, match="TUNELAKE_AIRFLOW_ADMIN_PASSWORD"):
         write_passwords_file(staging)  # the local stack's Airflow gets no empty login

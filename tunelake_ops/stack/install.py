@@ -44,19 +44,11 @@ def _pom_digest(pom: Path) -> str:
     return hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
 
 
-def classpath_file(settings: Settings, jar_set: str) -> Path:
-    return settings.state_dir / "jars" / f"{jar_set}.classpath"
-
-
 def read_classpath(settings: Settings, jar_set: str) -> list[str]:
-    path = classpath_file(settings, jar_set)
-    if not path.is_file():
-        raise InstallError(
-            f"jar set {jar_set!r} is not resolved ({path} missing): run `tunelake up` "
-            "or `make install` first"
-        )
-    lines = path.read_text().splitlines()
-    return [line for line in lines[1:] if line]
+    try:
+        return settings.jar_set(jar_set)
+    except FileNotFoundError as exc:
+        raise InstallError(str(exc)) from None
 
 
 _JAR_VERSION = re.compile(r"-\d+\.\d[^/]*\.jar$")
@@ -81,7 +73,7 @@ def resolve_jar_set(settings: Settings, jar_set: str, exclude: set[str] = frozen
     already ships (older Jackson, slf4j 1.x, a second Hadoop client...).
     """
     pom = JVM_DIR / jar_set / "pom.xml"
-    out = classpath_file(settings, jar_set)
+    out = settings.classpath_file(jar_set)
     stamp = f"# pom {_pom_digest(pom)}"
     if out.is_file() and out.read_text().splitlines()[:1] == [stamp]:
         jars = read_classpath(settings, jar_set)

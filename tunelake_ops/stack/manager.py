@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelake.settings import Settings
-from tunelake.stack import files, install, process
-from tunelake.stack.services import Service, all_services
+from tunelake_ops.stack import files, install, process
+from tunelake_ops.stack.services import Service, all_services
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from tunelake.settings import Settings
-from tunelake.stack import install
-from tunelake.stack.files import write_private
+from tunelake_ops.stack import install
+from tunelake_ops.stack.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +204,12 @@ class KafkaService(Service):
         return config
 
     def healthy(self) -> bool:
-        from tunelake.stack.probes import kafka_cluster_ready
+        from tunelake_ops.stack.probes import kafka_cluster_ready
 
         return kafka_cluster_ready(self.settings)
 
     def bootstrap(self) -> None:
-        from tunelake.stack.probes import ensure_topics
+        from tunelake_ops.stack.probes import ensure_topics
 
         ensure_topics(self.settings, self.settings.topics)
 
@@ -271,12 +271,12 @@ class S3Service(Service):
         ]
 
     def healthy(self) -> bool:
-        from tunelake.stack.probes import s3_ready
+        from tunelake_ops.stack.probes import s3_ready
 
         return s3_ready(self.settings)
 
     def bootstrap(self) -> None:
-        from tunelake.stack.probes import ensure_buckets
+        from tunelake_ops.stack.probes import ensure_buckets
 
         ensure_buckets(self.settings, self.settings.buckets)
 
@@ -426,12 +426,12 @@ class PostgresService(Service):
         )
 
     def healthy(self) -> bool:
-        from tunelake.stack.probes import postgres_ready
+        from tunelake_ops.stack.probes import postgres_ready
 
         return postgres_ready(self.settings)
 
     def bootstrap(self) -> None:
-        from tunelake.stack.probes import ensure_databases
+        from tunelake_ops.stack.probes import ensure_databases
 
         s = self.settings
         ensure_databases(s, (s.postgres_db, s.registry_db, s.airflow_db))
@@ -474,12 +474,12 @@ class RegistryService(Service):
         )
 
     def healthy(self) -> bool:
-        from tunelake.stack.probes import registry_ready
+        from tunelake_ops.stack.probes import registry_ready
 
         return registry_ready(self.settings)
 
     def bootstrap(self) -> None:
-        from tunelake.stack.probes import ensure_event_schemas
+        from tunelake_ops.stack.probes import ensure_event_schemas
 
         ensure_event_schemas(self.settings)
 
@@ -507,7 +507,7 @@ class AirflowService(Service):
         return self.settings.airflow_port if self.component == "api-server" else None
 
     def process_env(self) -> dict[str, str]:
-        from tunelake.airflow_env import airflow_env
+        from tunelake_ops.airflow_env import airflow_env
 
         return {**os.environ, **airflow_env(self.settings), "AIRFLOW__API__WORKERS": "1"}
 
@@ -531,7 +531,7 @@ class AirflowApiServer(AirflowService):
     depends_on: tuple[str, ...] = ("postgres",)
 
     def prepare(self) -> None:
-        from tunelake.airflow_env import write_passwords_file
+        from tunelake_ops.airflow_env import write_passwords_file
 
         write_passwords_file(self.settings)
         # Idempotent, and quick once the schema is current.

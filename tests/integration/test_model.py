@@ -1,0 +1,138 @@
+"""Retraining on the live object store: Silver-shaped Delta tables of generator listens with
+planted tastes -> ALS -> registry -> gate, in a lakehouse and a models bucket of their own.
+
+One module-scoped lake: every retraining costs several ALS fits, so the tests share one
+trained-and-promoted model and run in file order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from pyspark.sql import functions as F
+
+from ingestion.generator import build_world, history
+from ml import registry
+from ml.als import SearchSpace
+from ml.model import AlsParams
+from ml.train import TrainingDataError, retrain
+from spark_jobs.silver import aggregates
+from spark_jobs.silver.tables import SILVER_TABLES
+from tunelake.settings import Settings
+from tunelake_ops.stack.probes import drop_bucket, ensure_buckets
+
+# Twelve genres, peaked tastes: enough plays per user for the last 20% to say something.
+USERS, TRACKS, DAYS = 100, 300, 20
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+WORSE = AlsParams(rank=1, reg_param=0.1, alpha=1.0, max_iter=1)
+
+
+@pytest.fixture(scope="module")
+def lake(s3: Settings) -> Iterator[Settings]:
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        lakehouse_bucket=f"test-model-lake-{suffix}",
+        models_bucket=f"test-models-{suffix}",
+        # A budget the first trial always overruns: the search must stop after it.
+        model_search_seconds=1.0,
+    )
+    ensure_buckets(settings, (settings.lakehouse_bucket, settings.models_bucket))
+    try:
+        yield settings
+    finally:
+        drop_bucket(settings, settings.lakehouse_bucket)
+        drop_bucket(settings, settings.models_bucket)
+
+
+def write_silver(spark, settings: Settings) -> None:
+    """Silver ``listens`` and ``user_track_interactions`` of generator history."""
+    world = build_world(USERS, TRACKS, seed=3)
+    rows = [
+        (f"ev-{i}", user, play["track_id"], play["played_at"], play["ms_played"])
+        for i, (user, play) in enumerate(history(world, DAYS, NOW))
+    ]
+    listens = (
+        spark.createDataFrame(
+            rows, "event_id string, user_id string, track_id string, at string, ms_played long"
+        )
+        .select(
+            "event_id",
+            "user_id",
+            "track_id",
+            F.to_timestamp("at").alias("played_at"),
+            "ms_played",
+            F.lit("history").alias("context"),
+            F.lit(None).cast("string").alias("request_id"),
+            F.to_timestamp("at").alias("accepted_at"),
+            F.to_date(F.to_timestamp("at")).alias("play_date"),
+        )
+        .cache()
+    )
+    none = spark.createDataFrame([], "user_id string, track_id string, action string")
+    interactions = aggregates.user_track_interactions(listens, none, none, none)
+    for name, df in (("listens", listens), ("user_track_interactions", interactions)):
+        df.write.format("delta").save(SILVER_TABLES[name].path(settings))
+    listens.unpersist()
+
+
+def test_retraining_refuses_to_run_without_silver(spark, lake):
+    with pytest.raises(TrainingDataError, match="no Silver table"):
+        retrain(spark, lake, params=WORSE)
+
+
+def test_als_beats_most_popular_on_planted_tastes_and_is_promoted(spark, lake):
+    write_silver(spark, lake)
+    space = SearchSpace(ranks=(16, 8), reg_params=(0.1,), alphas=(10.0,), max_iters=(10,))
+    first = retrain(spark, lake, space=space)
+    assert len(first.trials) == 1  # the 1 s budget ends the search after its first trial
+    assert first.params == first.trials[0].params
+    candidate, popular = first.metrics["candidate"], first.metrics["most_popular"]
+    assert candidate["ndcg@10"] >= 1.5 * popular["ndcg@10"] > 0
+    assert "current" not in first.metrics  # nothing was promoted before
+    assert first.promoted
+    assert registry.current(lake) == first.version
+    record = registry.show(lake, first.version)
+    assert record["silver_versions"] == {"user_track_interactions": 0, "listens": 0}
+    assert record["params"] == first.params.to_dict()
+    assert record["metrics"]["candidate"]["ndcg@10"] == candidate["ndcg@10"]
+    assert record["gate"]["promote"] is True
+
+    # The stored model serves the user's unplayed tracks only.
+    model = registry.load(lake)
+    assert model.params == first.params
+    user = model.user_ids[0]
+    played = {model.item_ids[i] for i in model.seen.row(0)[0]}
+    picks = [track for track, _ in model.recommend(user, 10)]
+    assert len(picks) == 10 and not set(picks) & played
+
+
+def test_gate_refuses_a_worse_model_and_keeps_it_with_the_reason(spark, lake):
+    promoted = registry.current(lake)
+    worse = retrain(spark, lake, params=WORSE)
+    assert not worse.promoted
+    assert worse.metrics["candidate"]["ndcg@10"] < worse.metrics["current"]["ndcg@10"]
+    assert "does not beat current" in worse.reason
+    assert registry.current(lake) == promoted
+    kept = registry.show(lake, worse.version)
+    assert kept["gate"] == {"promote": False, "reason": worse.reason}
+    assert kept["params"] == WORSE.to_dict()
+    listed = {v["version"]: v for v in registry.list_versions(lake)}
+    assert listed[worse.version]["current"] is False
+    assert listed[promoted]["current"] is True
+
+
+def test_promote_and_rollback_move_only_the_current_pointer(lake):
+    first, refused = (v["version"] for v in registry.list_versions(lake))
+    assert registry.current(lake) == first
+    registry.promote(lake, refused)  # an operator's override of the gate
+    assert registry.current(lake) == refused
+    assert registry.rollback(lake).version == first
+    assert registry.current(lake) == first
+    with pytest.raises(registry.NothingToRollBackError):
+        registry.rollback(lake)
+    with pytest.raises(registry.UnknownVersionError):
+        registry.promote(lake, "no-such-version")
+    assert registry.load(lake, refused).params == WORSE
