@@ -71,12 +71,10 @@ def confidence(interactions: DataFrame, weights: ConfidenceWeights = DEFAULT_WEI
 def id_mapping(df: DataFrame, column: str) -> DataFrame:
     """(``column``, index): every distinct non-null value of ``column`` numbered 0..n-1 in
     sorted order, so the same ids always get the same integers."""
-    ids = df.select(column).where(F.col(column).isNotNull()).distinct().orderBy(column)
-    return (
-        ids.rdd.zipWithIndex()
-        .map(lambda pair: (pair[0][0], pair[1]))
-        .toDF(f"{column} string, index int")
-    )
+    ids = df.select(column).where(F.col(column).isNotNull()).distinct()
+    # One ordered partition (ids only, a few MB even for millions), and no Python workers.
+    order = Window.orderBy(column)
+    return ids.select(column, (F.row_number().over(order) - 1).cast("int").alias("index"))
 
 
 def chronological_holdout(
