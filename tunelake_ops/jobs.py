@@ -9,6 +9,7 @@ themselves (``spark_jobs``, ``ml``) know nothing of this registry or the CLI.
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 
 from tunelake.logs import configure_logging
-from tunelake.settings import get_settings
+from tunelake.settings import Settings, get_settings
 
 # The application file spark-submit runs (the installed one: a checkout's or the wheel's).
 SUBMIT_APP = Path(__file__).with_name("submit.py")
@@ -85,6 +86,19 @@ def silver(
         STAGES[stage](build_spark(settings, f"tunelake-silver-{stage}"), settings, run)
     except (SilverError, QualityGateError) as exc:
         raise fail(exc) from None
+
+
+def spark_submit_argv(settings: Settings, *job: str) -> list[str]:
+    """``spark-submit`` of a job, as the Airflow tasks build it (jars on the command line:
+    Delta's session extension must be on the driver's classpath before it starts)."""
+    jars = settings.spark_jar_list()
+    return [
+        str(Path(sys.executable).with_name("spark-submit")),
+        *("--master", settings.spark_master),
+        *(("--jars", ",".join(jars)) if jars else ()),
+        str(SUBMIT_APP),
+        *job,
+    ]
 
 
 JOBS = {command.name or command.callback.__name__: command for command in jobs.registered_commands}

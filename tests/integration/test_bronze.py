@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import fastavro
 import pytest
@@ -31,7 +29,7 @@ from service.app import build_app
 from spark_jobs.bronze.ingest import BronzeTarget, MissingSubjectError, run
 from spark_jobs.bronze.lease import BronzeLease, BronzeLeaseHeldError
 from tunelake.clients import kafka_admin, kafka_producer, s3_client
-from tunelake_ops.jobs import SUBMIT_APP
+from tunelake_ops.jobs import spark_submit_argv
 from tunelake_ops.stack.probes import ensure_topics
 
 KEY = {"X-API-Key": "tunelake-local-key"}
@@ -178,14 +176,11 @@ def test_sigkill_mid_run_then_restart_keeps_every_event_exactly_once(spark, topi
     # Started as Airflow and the Helm chart start it: spark-submit of the jobs' entry point.
     job_log = tmp_path / "bronze.log"
     job = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("spark-submit")),
-            str(SUBMIT_APP),
-            *("bronze", "--follow", "--stream", "listens"),
-        ],
+        spark_submit_argv(settings, "bronze", "--follow", "--stream", "listens"),
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=job_log.open("wb"),
+        # spark-submit hands the Python driver's output to its own stdout.
+        stdout=job_log.open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     log_path = settings.bronze_path(topic).replace("s3a://", "") + "/_delta_log/"
