@@ -323,7 +323,7 @@ def test_a_reset_checkpoint_lands_what_came_after_it_once(spark, topics):
 def test_a_second_writer_of_a_topic_waits_then_exits_naming_the_holder(spark, topics, monkeypatch):
     from typer.testing import CliRunner
 
-    from tunelake import cli
+    from tunelake_ops import cli
 
     settings = topics("lease").model_copy(update={"bronze_lease_wait_seconds": 2.0})
     _produce_listens(settings, 10, "lease-user")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pyspark.sql import functions as F
@@ -25,7 +25,7 @@ from tunelake.settings import Settings
 from tunelake_ops.stack.probes import drop_bucket, ensure_buckets
 
 # Twelve genres, peaked tastes: enough plays per user for the last 20% to say something.
-USERS, TRACKS, DAYS = 100, 300, 20
+USERS, TRACKS, DAYS, NEW_DAYS = 100, 300, 20, 4
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 WORSE = AlsParams(rank=1, reg_param=0.1, alpha=1.0, max_iter=1)
 
@@ -47,35 +47,34 @@ def lake(s3: Settings) -> Iterator[Settings]:
         drop_bucket(settings, settings.models_bucket)
 
 
-def write_silver(spark, settings: Settings) -> None:
-    """Silver ``listens`` and ``user_track_interactions`` of generator history."""
+def add_history(spark, settings: Settings, now: datetime, days: int, seed: int) -> None:
+    """Append ``days`` of generator plays before ``now`` to Silver ``listens`` and rebuild
+    ``user_track_interactions`` from every listen (a new Delta version of each)."""
     world = build_world(USERS, TRACKS, seed=3)
     rows = [
-        (f"ev-{i}", user, play["track_id"], play["played_at"], play["ms_played"])
-        for i, (user, play) in enumerate(history(world, DAYS, NOW))
+        (f"ev-{seed}-{i}", user, play["track_id"], play["played_at"], play["ms_played"])
+        for i, (user, play) in enumerate(history(world, days, now, seed=seed))
     ]
-    listens = (
-        spark.createDataFrame(
-            rows, "event_id string, user_id string, track_id string, at string, ms_played long"
-        )
-        .select(
-            "event_id",
-            "user_id",
-            "track_id",
-            F.to_timestamp("at").alias("played_at"),
-            "ms_played",
-            F.lit("history").alias("context"),
-            F.lit(None).cast("string").alias("request_id"),
-            F.to_timestamp("at").alias("accepted_at"),
-            F.to_date(F.to_timestamp("at")).alias("play_date"),
-        )
-        .cache()
+    new = spark.createDataFrame(
+        rows, "event_id string, user_id string, track_id string, at string, ms_played long"
+    ).select(
+        "event_id",
+        "user_id",
+        "track_id",
+        F.to_timestamp("at").alias("played_at"),
+        "ms_played",
+        F.lit("history").alias("context"),
+        F.lit(None).cast("string").alias("request_id"),
+        F.to_timestamp("at").alias("accepted_at"),
+        F.to_date(F.to_timestamp("at")).alias("play_date"),
     )
+    listens_path = SILVER_TABLES["listens"].path(settings)
+    new.write.format("delta").mode("append").save(listens_path)
+    listens = spark.read.format("delta").load(listens_path)
     none = spark.createDataFrame([], "user_id string, track_id string, action string")
-    interactions = aggregates.user_track_interactions(listens, none, none, none)
-    for name, df in (("listens", listens), ("user_track_interactions", interactions)):
-        df.write.format("delta").save(SILVER_TABLES[name].path(settings))
-    listens.unpersist()
+    aggregates.user_track_interactions(listens, none, none, none).write.format("delta").mode(
+        "overwrite"
+    ).save(SILVER_TABLES["user_track_interactions"].path(settings))
 
 
 def test_retraining_refuses_to_run_without_silver(spark, lake):
@@ -84,7 +83,7 @@ def test_retraining_refuses_to_run_without_silver(spark, lake):
 
 
 def test_als_beats_most_popular_on_planted_tastes_and_is_promoted(spark, lake):
-    write_silver(spark, lake)
+    add_history(spark, lake, NOW, DAYS, seed=11)
     space = SearchSpace(ranks=(16, 8), reg_params=(0.1,), alphas=(10.0,), max_iters=(10,))
     first = retrain(spark, lake, space=space)
     assert len(first.trials) == 1  # the 1 s budget ends the search after its first trial
@@ -111,10 +110,14 @@ def test_als_beats_most_popular_on_planted_tastes_and_is_promoted(spark, lake):
 
 def test_gate_refuses_a_worse_model_and_keeps_it_with_the_reason(spark, lake):
     promoted = registry.current(lake)
+    # New plays: the current model is judged only on held-out plays it was not trained on.
+    add_history(spark, lake, NOW + timedelta(days=NEW_DAYS), NEW_DAYS, seed=12)
     worse = retrain(spark, lake, params=WORSE)
     assert not worse.promoted
-    assert worse.metrics["candidate"]["ndcg@10"] < worse.metrics["current"]["ndcg@10"]
-    assert "does not beat current" in worse.reason
+    assert worse.silver_versions == {"user_track_interactions": 1, "listens": 1}
+    assert worse.metrics["candidate_vs_current"]["ndcg@10"] < worse.metrics["current"]["ndcg@10"]
+    failed = worse.reason.split(" by the ")[0]  # "ndcg@10 does not beat <baselines>"
+    assert failed.startswith("ndcg@10 does not beat") and failed.endswith("current")
     assert registry.current(lake) == promoted
     kept = registry.show(lake, worse.version)
     assert kept["gate"] == {"promote": False, "reason": worse.reason}

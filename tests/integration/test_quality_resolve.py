@@ -20,7 +20,7 @@ from spark_jobs.bronze.ingest import run as bronze
 from spark_jobs.silver import build
 from spark_jobs.silver.tables import SILVER_TABLES
 from tests.support import throwaway_lake
-from tunelake import cli
+from tunelake_ops import cli
 
 TODAY = datetime.now(UTC).date()
 REASON = "hand-written 1999 play, see ticket 42"
