@@ -1,6 +1,11 @@
-"""The promotion gate: a candidate is promoted only when its NDCG@10 on the held-out plays
+"""The promotion gate: a candidate is promoted only when its NDCG@10 on held-out plays
 beats every baseline (most-popular, and the current model when there is one) by a
-relative margin (``TUNELAKE_MODEL_PROMOTION_MARGIN``)."""
+relative margin (``TUNELAKE_MODEL_PROMOTION_MARGIN``).
+
+Each baseline is compared on its own set of held-out plays (the current model only on
+plays after its own training data ended), so the gate takes (candidate, baseline)
+metric pairs, one per baseline.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 GATE_METRIC = "ndcg@10"
+
+Metrics = Mapping[str, float]
 
 
 @dataclass(frozen=True)
@@ -20,29 +27,31 @@ class GateDecision:
 
 
 def decide(
-    candidate: Mapping[str, float],
-    baselines: Mapping[str, Mapping[str, float]],
+    comparisons: Mapping[str, tuple[Metrics, Metrics]],
     margin: float,
     metric: str = GATE_METRIC,
 ) -> GateDecision:
-    """Promote when ``candidate[metric] > baseline[metric] * (1 + margin)`` for every
+    """``comparisons``: baseline name -> (candidate's metrics, baseline's metrics) on the
+    same held-out plays. Promote when ``candidate > baseline * (1 + margin)`` for every
     baseline (so against a baseline scoring 0, anything above 0 passes)."""
     if margin < 0:
         raise ValueError(f"margin must not be negative, got {margin}")
-    if not baselines:
+    if not comparisons:
         raise ValueError("no baseline to compare the candidate with")
-    score = candidate[metric]
     verdicts, failed = [], []
-    for name, metrics in baselines.items():
-        needed = metrics[metric] * (1 + margin)
-        verdicts.append(f"{name} {metrics[metric]:.4f} (needs > {needed:.4f})")
-        if not score > needed:
+    for name, (candidate, baseline) in comparisons.items():
+        needed = baseline[metric] * (1 + margin)
+        verdicts.append(
+            f"{name} {baseline[metric]:.4f} against {candidate[metric]:.4f} (needs > {needed:.4f})"
+        )
+        if not candidate[metric] > needed:
             failed.append(name)
-    against = ", ".join(verdicts)
+    against = "; ".join(verdicts)
     if failed:
         return GateDecision(
             False,
-            f"{metric} {score:.4f} does not beat {' and '.join(failed)} by the "
-            f"{margin:.0%} margin: {against}",
+            f"{metric} does not beat {' and '.join(failed)} by the {margin:.0%} margin: {against}",
         )
-    return GateDecision(True, f"{metric} {score:.4f} beats {against} by the {margin:.0%} margin")
+    return GateDecision(
+        True, f"{metric} beats every baseline by the {margin:.0%} margin: {against}"
+    )

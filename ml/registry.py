@@ -2,9 +2,10 @@
 
 Layout::
 
-    als/<version>/model.json         parameters, Silver Delta versions trained on, code
-                                     version, training time, the search's trials and the
-                                     gate's decision (a refused candidate keeps its reason)
+    als/<version>/model.json         parameters, Silver Delta versions trained on, the last
+                                     play's time, code version, training time, the search's
+                                     trials and the gate's decision (a refused candidate
+                                     keeps its reason)
     als/<version>/metrics.json       the candidate's and the baselines' offline metrics
     als/<version>/user_factors.npy   users x rank (float32), row i = user_ids[i]
     als/<version>/item_factors.npy   items x rank (float32), row i = item_ids[i]
@@ -150,6 +151,7 @@ def save(
     decision: GateDecision,
     silver_versions: dict[str, int],
     trained_at: datetime,
+    trained_through: datetime | None,
     training_seconds: float,
     trials: list[dict] | None = None,
     version: str | None = None,
@@ -178,6 +180,8 @@ def save(
             "silver_versions": silver_versions,
             "code_version": code_version(),
             "trained_at": trained_at.isoformat(),
+            # The last play trained on: the current model is judged on later plays only.
+            "trained_through": trained_through.isoformat() if trained_through else None,
             "training_seconds": round(training_seconds, 3),
             "search_trials": trials or [],
             "gate": decision.to_dict(),

@@ -8,8 +8,10 @@
 3. searches the hyper-parameters on a time-cut validation split of the remaining plays,
    within ``TUNELAKE_MODEL_SEARCH_SECONDS``;
 4. trains the candidate with the chosen parameters on the holdout's training side and
-   measures it, most-popular (same training window) and the current model (its item
-   factors, every user folded in from the same training side) on the held-out plays;
+   measures it and most-popular (same training window) on the held-out plays, and the
+   current model (its item factors, every user folded in from the same training side)
+   against it on the held-out plays after the current model's training data ends: a
+   model is never judged on plays it was trained on;
 5. trains the model it stores on every interaction, with the same parameters;
 6. saves it with its metrics and the gate's decision, and promotes it if the gate passed.
 """
@@ -87,30 +89,78 @@ def _play_counts(listens: DataFrame) -> list[tuple[str, float]]:
     )
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """The promoted model, and the time its training data ends (None: unknown)."""
+
+    version: str
+    model: AlsModel
+    trained_through: datetime | None
+
+
+def current_baseline(settings: Settings) -> Baseline | None:
+    version = registry.current(settings)
+    if version is None:
+        return None
+    through = registry.show(settings, version).get("trained_through")
+    return Baseline(
+        version,
+        registry.load(settings, version),
+        datetime.fromisoformat(through) if through else None,
+    )
+
+
 def evaluate_holdout(
-    candidate: AlsModel,
-    holdout: training_set.Split,
-    current: AlsModel | None,
+    candidate: AlsModel, holdout: training_set.Split, current: Baseline | None = None
 ) -> dict[str, dict[str, float]]:
-    """Metrics@10 of the candidate, most-popular and the current model (if any) on the
-    holdout's relevant tracks, every list leaving out the user's training tracks."""
+    """Metrics@10 on the holdout, every list leaving out the user's training tracks:
+    ``candidate`` and ``most_popular`` on all held-out plays; with a current model,
+    ``current`` and ``candidate_vs_current`` on the held-out plays after the current
+    model's training data ends (it has seen the earlier ones), when there are any."""
     relevant = als.relevant_sets(holdout.relevant)
     preferences = _preferences(holdout.training)
     catalog = len({t for tracks in preferences.values() for t in tracks})
     seen = {user: set(tracks) for user, tracks in preferences.items()}
-    lists = {
-        "candidate": als.known_user_lists(candidate, relevant),
-        "most_popular": evaluation.most_popular(
-            evaluation.popularity_ranking(_play_counts(holdout.listens)), relevant, seen
+    candidate_lists = als.known_user_lists(candidate, relevant)
+    popular = evaluation.popularity_ranking(_play_counts(holdout.listens))
+    metrics = {
+        "candidate": evaluation.ranking_metrics(candidate_lists, relevant, catalog),
+        "most_popular": evaluation.ranking_metrics(
+            evaluation.most_popular(popular, relevant, seen), relevant, catalog
         ),
     }
-    if current is not None:
-        lists["current"] = als.folded_in_lists(
-            current, {u: preferences.get(u, {}) for u in relevant}
+    if current is None:
+        return metrics
+    unseen = (
+        als.relevant_sets(holdout.relevant_after(current.trained_through))
+        if current.trained_through
+        else relevant
+    )
+    if unseen:
+        current_lists = als.folded_in_lists(
+            current.model, {u: preferences.get(u, {}) for u in unseen}
         )
-    return {
-        name: evaluation.ranking_metrics(recs, relevant, catalog) for name, recs in lists.items()
-    }
+        metrics["current"] = evaluation.ranking_metrics(current_lists, unseen, catalog)
+        metrics["candidate_vs_current"] = evaluation.ranking_metrics(
+            candidate_lists, unseen, catalog
+        )
+    return metrics
+
+
+def gate_decision(
+    metrics: dict[str, dict[str, float]], current: Baseline | None, margin: float
+) -> gate.GateDecision:
+    if current is not None and "current" not in metrics:
+        return gate.GateDecision(
+            False,
+            f"no held-out plays after {current.trained_through.isoformat()}, where the "
+            f"training data of the current model {current.version} ends: nothing shows the "
+            "candidate is better",
+        )
+    comparisons = {"most_popular": (metrics["candidate"], metrics["most_popular"])}
+    if current is not None:
+        comparisons["current"] = (metrics["candidate_vs_current"], metrics["current"])
+    return gate.decide(comparisons, margin)
 
 
 def retrain(
@@ -137,26 +187,30 @@ def retrain(
             "no user has held-out plays of tracks new to them: too little listening history "
             "to evaluate a model (each user's last 20% of plays are held out)"
         )
+    log.info("read Silver %s; holdout built (%.1f s)", silver_versions, time.monotonic() - started)
     trials: list[als.Trial] = []
     if params is None:
         validation = training_set.validation_split(holdout)
         params, trials = als.search(validation, space, settings.model_search_seconds)
     candidate = als.train(holdout.training, params)
-    live_version = registry.current(settings)
-    live = registry.load(settings, live_version) if live_version else None
-    metrics = evaluate_holdout(candidate, holdout, live)
-    baselines = {name: m for name, m in metrics.items() if name != "candidate"}
-    decision = gate.decide(metrics["candidate"], baselines, settings.model_promotion_margin)
+    current = current_baseline(settings)
+    metrics = evaluate_holdout(candidate, holdout, current)
+    decision = gate_decision(metrics, current, settings.model_promotion_margin)
+    log.info("evaluated (%.1f s): %s", time.monotonic() - started, decision.reason)
+    # Epoch seconds, not a Python datetime: those come back in the driver's local zone.
+    last_play = listens.agg(F.max(F.col("played_at").cast("double"))).first()[0]
+    trained_through = datetime.fromtimestamp(last_play, UTC)
     model = als.train(training_set.confidence(interactions), params)
     for df in cached:
         df.unpersist()
     version = registry.save(
         settings,
         model,
-        metrics={**metrics, "current_version": live_version},
+        metrics={**metrics, "current_version": current.version if current else None},
         decision=decision,
         silver_versions=silver_versions,
         trained_at=trained_at,
+        trained_through=trained_through,
         training_seconds=time.monotonic() - started,
         trials=[t.to_dict() for t in trials],
     )

@@ -16,6 +16,7 @@ Outputs:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -152,8 +153,18 @@ class Split:
 
     interactions: DataFrame  # counts restricted to the training listens
     listens: DataFrame  # the training listens
+    held_out: DataFrame  # the held-out listens
     training: DataFrame  # (user_id, track_id, confidence) of ``interactions``
-    relevant: DataFrame  # (user_id, track_id): played after the cut, not in ``training``
+    relevant: DataFrame  # (user_id, track_id): held out, not in ``training``
+
+    def relevant_after(self, instant: datetime) -> DataFrame:
+        """``relevant`` restricted to the held-out plays after ``instant`` (aware)."""
+        later = self.held_out.where(F.col("played_at").cast("double") > instant.timestamp())
+        return _relevant(later, self.training)
+
+
+def _relevant(held_out: DataFrame, training: DataFrame) -> DataFrame:
+    return held_out.select(*KEYS).distinct().join(training.select(*KEYS), KEYS, "left_anti")
 
 
 def split(
@@ -167,10 +178,9 @@ def split(
     could never be recommended)."""
     within = interactions_within(interactions, training_listens, held_out_listens)
     training = confidence(within, weights)
-    relevant = (
-        held_out_listens.select(*KEYS).distinct().join(training.select(*KEYS), KEYS, "left_anti")
+    return Split(
+        within, training_listens, held_out_listens, training, _relevant(held_out_listens, training)
     )
-    return Split(within, training_listens, training, relevant)
 
 
 def holdout_split(

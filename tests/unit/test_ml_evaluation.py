@@ -4,6 +4,7 @@ hand-computed examples."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import pytest
 
@@ -76,21 +77,38 @@ def test_most_popular_ranks_by_plays_and_leaves_out_what_the_user_has():
 
 
 def test_gate_needs_every_baseline_beaten_by_the_margin():
-    most_popular = {"ndcg@10": 0.10}
-    current = {"ndcg@10": 0.20}
-    passed = decide({"ndcg@10": 0.205}, {"most_popular": most_popular}, margin=0.02)
-    assert passed.promote
-    # 0.203 is above current but not by 2%: refused, and the reason names the baseline.
-    refused = decide(
-        {"ndcg@10": 0.203}, {"most_popular": most_popular, "current": current}, margin=0.02
-    )
+    def ndcg(value):
+        return {"ndcg@10": value}
+
+    popular = (ndcg(0.205), ndcg(0.10))
+    assert decide({"most_popular": popular}, margin=0.02).promote
+    # Above current's 0.20 but not by 2%: refused, and the reason names that baseline.
+    refused = decide({"most_popular": popular, "current": (ndcg(0.203), ndcg(0.20))}, 0.02)
     assert not refused.promote
-    assert "current" in refused.reason and "most_popular" not in refused.reason.split(":")[0]
-    assert decide(
-        {"ndcg@10": 0.3}, {"most_popular": most_popular, "current": current}, 0.02
-    ).promote
+    assert refused.reason.startswith("ndcg@10 does not beat current by the 2% margin")
+    # Each baseline is compared with the candidate's score on its own plays.
+    assert decide({"most_popular": popular, "current": (ndcg(0.3), ndcg(0.2))}, 0.02).promote
     # Equal is not better, even without a margin; against a zero baseline, above zero is.
-    assert not decide({"ndcg@10": 0.1}, {"most_popular": most_popular}, margin=0.0).promote
-    assert decide({"ndcg@10": 0.01}, {"most_popular": {"ndcg@10": 0.0}}, margin=0.02).promote
+    assert not decide({"most_popular": (ndcg(0.1), ndcg(0.1))}, margin=0.0).promote
+    assert decide({"most_popular": (ndcg(0.01), ndcg(0.0))}, margin=0.02).promote
     with pytest.raises(ValueError):
-        decide({"ndcg@10": 0.3}, {}, margin=0.02)
+        decide({}, margin=0.02)
+
+
+def test_retraining_refuses_when_no_held_out_play_is_new_to_the_current_model():
+    from ml.train import Baseline, gate_decision
+
+    current = Baseline("v1", model=None, trained_through=datetime(2025, 6, 1, tzinfo=UTC))
+    popular_only = {"candidate": {"ndcg@10": 0.3}, "most_popular": {"ndcg@10": 0.1}}
+    refused = gate_decision(popular_only, current, margin=0.02)
+    assert not refused.promote
+    assert "no held-out plays after 2025-06-01T00:00:00+00:00" in refused.reason
+    assert "v1" in refused.reason
+    assert gate_decision(popular_only, None, margin=0.02).promote
+    with_current = {
+        **popular_only,
+        "candidate_vs_current": {"ndcg@10": 0.2},
+        "current": {"ndcg@10": 0.25},
+    }
+    # Judged against current on the candidate's score over the same (newer) plays.
+    assert not gate_decision(with_current, current, margin=0.02).promote
