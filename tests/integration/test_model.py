@@ -12,14 +12,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pyspark.sql import functions as F
 
 from ingestion.generator import build_world, history
 from ml import registry
 from ml.als import SearchSpace
 from ml.model import AlsParams
 from ml.train import TrainingDataError, retrain
-from spark_jobs.silver import aggregates
 from spark_jobs.silver.tables import SILVER_TABLES
 from tunelake.settings import Settings
 from tunelake_ops.stack.probes import drop_bucket, ensure_buckets
@@ -28,6 +26,7 @@ from tunelake_ops.stack.probes import drop_bucket, ensure_buckets
 USERS, TRACKS, DAYS, NEW_DAYS = 100, 300, 20, 4
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 WORSE = AlsParams(rank=1, reg_param=0.1, alpha=1.0, max_iter=1)
+PLAYS: list[tuple] = []  # every play add_history wrote to the module's lake
 
 
 @pytest.fixture(scope="module")
@@ -47,32 +46,43 @@ def lake(s3: Settings) -> Iterator[Settings]:
         drop_bucket(settings, settings.models_bucket)
 
 
+SILVER_LISTENS = (
+    "event_id string, user_id string, track_id string, played_at timestamp, ms_played long, "
+    "context string, request_id string, accepted_at timestamp, play_date date"
+)
+SILVER_INTERACTIONS = (
+    "user_id string, track_id string, play_count long, ms_played long, "
+    "recommended_count long, recommended_and_played long, skips long, likes long, "
+    "dislikes long, last_played_at timestamp"
+)
+
+
 def add_history(spark, settings: Settings, now: datetime, days: int, seed: int) -> None:
-    """Append ``days`` of generator plays before ``now`` to Silver ``listens`` and rebuild
-    ``user_track_interactions`` from every listen (a new Delta version of each)."""
+    """Append ``days`` of generator plays before ``now`` to Silver ``listens`` and rewrite
+    ``user_track_interactions`` with every play's counts (a new Delta version of each).
+    Counted here in Python: Spark jobs on 20k rows cost more than the rows."""
     world = build_world(USERS, TRACKS, seed=3)
-    rows = [
-        (f"ev-{seed}-{i}", user, play["track_id"], play["played_at"], play["ms_played"])
-        for i, (user, play) in enumerate(history(world, days, now, seed=seed))
+    plays = [
+        (
+            f"ev-{seed}-{i}",
+            user,
+            p["track_id"],
+            datetime.fromisoformat(p["played_at"]),
+            p["ms_played"],
+        )
+        for i, (user, p) in enumerate(history(world, days, now, seed=seed))
     ]
-    new = spark.createDataFrame(
-        rows, "event_id string, user_id string, track_id string, at string, ms_played long"
-    ).select(
-        "event_id",
-        "user_id",
-        "track_id",
-        F.to_timestamp("at").alias("played_at"),
-        "ms_played",
-        F.lit("history").alias("context"),
-        F.lit(None).cast("string").alias("request_id"),
-        F.to_timestamp("at").alias("accepted_at"),
-        F.to_date(F.to_timestamp("at")).alias("play_date"),
+    PLAYS.extend(plays)
+    pairs: dict[tuple[str, str], list] = {}
+    for _, user, track, at, ms in PLAYS:
+        count = pairs.setdefault((user, track), [0, 0, at])
+        count[0], count[1], count[2] = count[0] + 1, count[1] + ms, max(count[2], at)
+    listens = [(*play, "history", None, play[3], play[3].date()) for play in plays]
+    interactions = [(u, t, n, ms, 0, 0, 0, 0, 0, last) for (u, t), (n, ms, last) in pairs.items()]
+    spark.createDataFrame(listens, SILVER_LISTENS).write.format("delta").mode("append").save(
+        SILVER_TABLES["listens"].path(settings)
     )
-    listens_path = SILVER_TABLES["listens"].path(settings)
-    new.write.format("delta").mode("append").save(listens_path)
-    listens = spark.read.format("delta").load(listens_path)
-    none = spark.createDataFrame([], "user_id string, track_id string, action string")
-    aggregates.user_track_interactions(listens, none, none, none).write.format("delta").mode(
+    spark.createDataFrame(interactions, SILVER_INTERACTIONS).write.format("delta").mode(
         "overwrite"
     ).save(SILVER_TABLES["user_track_interactions"].path(settings))
 
@@ -84,7 +94,7 @@ def test_retraining_refuses_to_run_without_silver(spark, lake):
 
 def test_als_beats_most_popular_on_planted_tastes_and_is_promoted(spark, lake):
     add_history(spark, lake, NOW, DAYS, seed=11)
-    space = SearchSpace(ranks=(16, 8), reg_params=(0.1,), alphas=(10.0,), max_iters=(10,))
+    space = SearchSpace(ranks=(16, 8), reg_params=(0.1,), alphas=(10.0,), max_iters=(6,))
     first = retrain(spark, lake, space=space)
     assert len(first.trials) == 1  # the 1 s budget ends the search after its first trial
     assert first.params == first.trials[0].params
