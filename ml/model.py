@@ -40,6 +40,53 @@ class AlsParams:
         )
 
 
+@dataclass(frozen=True)
+class ConfidenceWeights:
+    """The implicit-feedback confidence of a (user, track) from its interaction counts."""
+
+    play: float = 1.0
+    minute_played: float = 0.1
+    recommended_and_played: float = 2.0
+    like: float = 4.0
+    skip: float = 1.0
+    dislike: float = 4.0
+
+    def of(
+        self,
+        play_count,
+        ms_played,
+        recommended_and_played=0,
+        likes=0,
+        skips=0,
+        dislikes=0,
+    ):
+        """With the default weights::
+
+            confidence = 1.0 * play_count
+                       + 0.1 * minutes played (ms_played / 60000)
+                       + 2.0 * recommended_and_played
+                       + 4.0 * likes
+                       - 1.0 * skips
+                       - 4.0 * dislikes
+
+        A pair at 0 or below carries no evidence of a taste (a skip cancels a play, a
+        dislike a like) and is left out of training; ALS weighs a kept pair by
+        ``1 + alpha * confidence``. Plain arithmetic, so the arguments may be numbers (the
+        service, for listens since training) or Spark columns (the training set).
+        """
+        return (
+            self.play * play_count
+            + self.minute_played * ms_played / 60_000.0
+            + self.recommended_and_played * recommended_and_played
+            + self.like * likes
+            - self.skip * skips
+            - self.dislike * dislikes
+        )
+
+
+DEFAULT_WEIGHTS = ConfidenceWeights()
+
+
 @dataclass(frozen=True, eq=False)
 class Interactions:
     """A sparse users x items matrix in compressed rows: user ``u``'s items are

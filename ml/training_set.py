@@ -21,6 +21,8 @@ from datetime import datetime
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from ml.model import DEFAULT_WEIGHTS, ConfidenceWeights
+
 KEYS = ["user_id", "track_id"]
 # Each user's last 20% of plays (by time) are held out for the offline evaluation.
 HOLDOUT_FRACTION = 0.2
@@ -28,41 +30,17 @@ HOLDOUT_FRACTION = 0.2
 VALIDATION_FRACTION = 0.2
 
 
-@dataclass(frozen=True)
-class ConfidenceWeights:
-    play: float = 1.0
-    minute_played: float = 0.1
-    recommended_and_played: float = 2.0
-    like: float = 4.0
-    skip: float = 1.0
-    dislike: float = 4.0
-
-
-DEFAULT_WEIGHTS = ConfidenceWeights()
-
-
 def confidence(interactions: DataFrame, weights: ConfidenceWeights = DEFAULT_WEIGHTS) -> DataFrame:
-    """(user_id, track_id, confidence) from ``user_track_interactions`` counts::
-
-        confidence = 1.0 * play_count
-                   + 0.1 * minutes played (ms_played / 60000)
-                   + 2.0 * recommended_and_played
-                   + 4.0 * likes
-                   - 1.0 * skips
-                   - 4.0 * dislikes
-
-    Pairs whose confidence is 0 or below are dropped: they carry no evidence of a taste
-    (a skip cancels a play, a dislike a like). ALS weighs a kept pair by
-    ``1 + alpha * confidence`` (``alpha`` is a hyper-parameter).
-    """
-    w = weights
-    value = (
-        w.play * F.col("play_count")
-        + w.minute_played * F.col("ms_played") / 60_000.0
-        + w.recommended_and_played * F.col("recommended_and_played")
-        + w.like * F.col("likes")
-        - w.skip * F.col("skips")
-        - w.dislike * F.col("dislikes")
+    """(user_id, track_id, confidence) from ``user_track_interactions`` counts, by
+    ``ConfidenceWeights.of`` (the formula is there and in README); pairs whose confidence
+    is 0 or below are dropped."""
+    value = weights.of(
+        play_count=F.col("play_count"),
+        ms_played=F.col("ms_played"),
+        recommended_and_played=F.col("recommended_and_played"),
+        likes=F.col("likes"),
+        skips=F.col("skips"),
+        dislikes=F.col("dislikes"),
     )
     return interactions.select(*KEYS, value.cast("double").alias("confidence")).where(
         F.col("confidence") > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.model import AlsModel, AlsParams, Interactions
+from ml.model import DEFAULT_WEIGHTS, AlsModel, AlsParams, Interactions
 from ml.scoring import fold_in, recommend_many, top_k
 
 
@@ -84,3 +84,11 @@ def test_model_rejects_factors_that_do_not_match_its_ids():
         AlsModel(
             model.params, ["u"], model.item_ids, model.user_factors, model.item_factors, model.seen
         )
+
+
+def test_confidence_of_plain_numbers_is_the_training_formula():
+    # The service scores listens since training with the same formula the training set
+    # applies to Spark columns (tests/unit/test_ml_training_set.py has the same cases).
+    assert DEFAULT_WEIGHTS.of(3, 600_000, recommended_and_played=1, likes=1) == pytest.approx(10.0)
+    assert DEFAULT_WEIGHTS.of(2, 30_000, likes=1, dislikes=1) == pytest.approx(2.05)
+    assert DEFAULT_WEIGHTS.of(1, 0, skips=1) == 0.0
