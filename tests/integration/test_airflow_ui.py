@@ -70,6 +70,12 @@ def _take_the_due_tick(api: httpx.Client) -> None:
     assert wait_until(lambda: api.get(DAG_API).status_code != 404, timeout_s=120), "no DAG"
     tick = api.get(DAG_API).raise_for_status().json()["next_dagrun_logical_date"]
     api.patch(DAG_API, json={"is_paused": True}).raise_for_status()
+    # An interrupted earlier test's run would go first (max_active_runs=1): end it.
+    unfinished = api.get(f"{DAG_API}/dagRuns", params={"state": ["queued", "running"]})
+    for run in unfinished.raise_for_status().json()["dag_runs"]:
+        api.patch(
+            f"{DAG_API}/dagRuns/{quote(run['dag_run_id'], safe='')}", json={"state": "failed"}
+        ).raise_for_status()
     if tick is None or datetime.fromisoformat(tick) > datetime.now(UTC):
         return  # nothing due: unpausing starts nothing
     run_id = f"{TICK_RUN_PREFIX}{tick}"
