@@ -244,8 +244,8 @@ def test_poison_records_are_quarantined_while_good_ones_flow(spark, topics):
         },
     }
     violations = {
-        Stream.LISTENS: ({"ms_played": -40}, "invalid: ms_played is negative"),
-        Stream.FEEDBACK: ({"track_id": ""}, "invalid: track_id is empty"),
+        Stream.LISTENS: ({"ms_played": -40}, "invalid: ms_played is outside [0, 86400000]"),
+        Stream.FEEDBACK: ({"track_id": ""}, "invalid: track_id is not an id (1-128 of"),
         Stream.RECOMMENDATIONS: (
             {"items": [{"track_id": "t", "rank": 0, "score": 1.0}]},
             "invalid: items[].rank is below 1",
@@ -323,12 +323,12 @@ def test_a_reset_checkpoint_lands_what_came_after_it_once(spark, topics):
 def test_a_second_writer_of_a_topic_waits_then_exits_naming_the_holder(spark, topics, monkeypatch):
     from typer.testing import CliRunner
 
-    from tunelake_ops import cli
+    from tunelake_ops import cli, jobs
 
     settings = topics("lease").model_copy(update={"bronze_lease_wait_seconds": 2.0})
     _produce_listens(settings, 10, "lease-user")
     target = BronzeTarget.of(settings, Stream.LISTENS)
-    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    monkeypatch.setattr(jobs, "get_settings", lambda: settings)
 
     with BronzeLease(settings, {target.topic: target.checkpoint_path}):
         began = time.monotonic()
