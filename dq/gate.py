@@ -57,7 +57,7 @@ def validate(df: DataFrame, table: str, expectations: list, run_id: str) -> Qual
     finally:
         df.unpersist()
     report = QualityReport(table=table, run_id=run_id, rows=rows, evaluated=len(verdicts.results))
-    for outcome in details:
+    for outcome in (o for o in details if not o.success):
         config = outcome.expectation_config
         report.failures.append(
             Failure(

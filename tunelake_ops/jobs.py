@@ -91,11 +91,16 @@ def silver(
 def spark_submit_argv(settings: Settings, *job: str) -> list[str]:
     """``spark-submit`` of a job, as the Airflow tasks build it (jars on the command line:
     Delta's session extension must be on the driver's classpath before it starts)."""
+    import pyspark
+
     jars = settings.spark_jar_list()
     return [
-        str(Path(sys.executable).with_name("spark-submit")),
+        # pyspark's own script finds its Spark home beside itself, whatever PATH holds.
+        str(Path(pyspark.__file__).parent / "bin" / "spark-submit"),
         *("--master", settings.spark_master),
         *(("--jars", ",".join(jars)) if jars else ()),
+        # Locally the driver is this interpreter (the one with tunelake installed).
+        *(("--conf", f"spark.pyspark.python={sys.executable}") if settings.is_local_spark else ()),
         str(SUBMIT_APP),
         *job,
     ]
