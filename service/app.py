@@ -30,7 +30,7 @@ from service.models import (
     ListensIn,
     RecommendationResponse,
 )
-from service.recommender import PlayedTracks, PopularityRecommender, RankingUnavailable
+from service.recommender import PlayedTracks, RankingUnavailable, Recommender
 from tunelake.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,7 @@ def _publish(app: FastAPI, stream: Stream, events: list[dict]) -> int:
     return acknowledged
 
 
-def create_app(
-    settings: Settings, *, publisher: Publisher, recommender: PopularityRecommender
-) -> FastAPI:
+def create_app(settings: Settings, *, publisher: Publisher, recommender: Recommender) -> FastAPI:
     app = FastAPI(
         title="tunelake recommendation service",
         version="1",
@@ -132,7 +130,7 @@ def create_app(
         k: Annotated[int, Query(ge=1, le=100)] = 10,
     ) -> RecommendationResponse:
         try:
-            items = app.state.recommender.recommend(k, exclude=app.state.played.of(user_id))
+            served = app.state.recommender.recommend(user_id, k, app.state.played.of(user_id))
         except RankingUnavailable as exc:
             raise HTTPException(
                 503,
@@ -142,11 +140,11 @@ def create_app(
         response = RecommendationResponse(
             user_id=user_id,
             request_id=str(uuid.uuid4()),
-            model_version=app.state.recommender.model_version,
-            items=items,
+            model_version=served.model_version,
+            items=served.items,
         )
         event = impression_event(
-            user_id, response.request_id, response.model_version, items, datetime.now(UTC)
+            user_id, response.request_id, served.model_version, served.items, datetime.now(UTC)
         )
         _publish(app, Stream.RECOMMENDATIONS, [event])
         return response
@@ -170,7 +168,7 @@ def create_app(
         now = datetime.now(UTC)
         events = listen_events(user_id, body.listens, now, idempotency_key)
         accepted = _publish(app, Stream.LISTENS, events)
-        app.state.played.add(user_id, [listen.track_id for listen in body.listens])
+        app.state.played.add(user_id, [(item.track_id, item.ms_played) for item in body.listens])
         return Accepted(accepted=accepted)
 
     @app.post(
@@ -196,7 +194,7 @@ def create_app(
     def readyz() -> dict:
         if not app.state.publisher.ready():
             raise HTTPException(503, "Kafka or the schema registry is not reachable")
-        return {"status": "ready"}
+        return {"status": "ready", "model_version": app.state.recommender.model_version}
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -205,26 +203,22 @@ def create_app(
     return app
 
 
-def catalog_popularity(settings: Settings):
-    from ingestion.catalog import read_catalog
-
-    def load() -> list[tuple[str, float]] | None:
-        catalog = read_catalog(settings)
-        return None if catalog is None else [(t.track_id, t.popularity) for t in catalog]
-
-    return load
-
-
 def build_app(settings: Settings | None = None) -> FastAPI:
-    """The production wiring: Kafka producer and catalog popularity from settings."""
+    """The production wiring from settings: the Kafka producer, the registry's current
+    model (followed in the background) and Silver's most-popular."""
     from ingestion.producer import EventProducer
+    from service.recommender import ModelRecommender, PopularityRecommender
+    from service.sources import RegistrySource, silver_popularity
 
     settings = settings or get_settings()
     producer = EventProducer(settings)
-    app = create_app(
-        settings,
-        publisher=producer,
-        recommender=PopularityRecommender(catalog_popularity(settings)),
+    recommender = ModelRecommender(
+        RegistrySource(settings),
+        PopularityRecommender(silver_popularity(settings)),
+        refresh_s=settings.model_refresh_seconds,
     )
+    app = create_app(settings, publisher=producer, recommender=recommender)
+    app.router.on_startup.append(recommender.start)
+    app.router.on_shutdown.append(recommender.close)
     app.router.on_shutdown.append(producer.close)
     return app

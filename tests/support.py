@@ -7,8 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 from ingestion.producer import PublishError
 from ingestion.streams import STREAMS, Stream
+from ml.model import AlsModel, AlsParams, Interactions
 from tunelake.clients import kafka_admin
 from tunelake.settings import Settings
 from tunelake_ops.stack.probes import drop_bucket, ensure_buckets, ensure_topics
@@ -68,3 +71,20 @@ def throwaway_lake(monkeypatch, prefix: str, **settings: str) -> Iterator[Settin
         admin.delete_topics(topics)
         admin.close()
         drop_bucket(lake, lake.lakehouse_bucket)
+
+
+def two_taste_model(flipped: bool = False) -> AlsModel:
+    """Tracks t0-t2 along one taste axis, t3-t5 along the other; ``u-first`` likes the
+    first taste and played t0, ``u-second`` the second and played t3 (``flipped``: the
+    users' tastes swapped, a model that ranks differently)."""
+    items = np.array([[1, 0], [0.9, 0], [0.8, 0], [0, 1], [0, 0.9], [0, 0.8]], dtype=np.float32)
+    users = np.array([[0, 1], [1, 0]] if flipped else [[1, 0], [0, 1]], dtype=np.float32)
+    seen = Interactions.from_pairs(2, np.array([0, 1]), np.array([0, 3]), np.array([1.0, 1.0]))
+    return AlsModel(
+        params=AlsParams(rank=2, reg_param=0.01, alpha=10.0, max_iter=1),
+        user_ids=["u-first", "u-second"],
+        item_ids=[f"t{i}" for i in range(6)],
+        user_factors=users,
+        item_factors=items,
+        seen=seen,
+    )

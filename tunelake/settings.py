@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     # model to be promoted.
     model_search_seconds: float = 600.0
     model_promotion_margin: float = 0.02
+    # The service: how often it looks for a newly promoted (or rolled-back) model, and the
+    # most-popular fallback's window (the last N days of Silver track_daily_stats).
+    model_refresh_seconds: float = 15.0
+    popular_window_days: int = 30
 
     @model_validator(mode="before")
     @classmethod

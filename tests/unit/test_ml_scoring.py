@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.model import DEFAULT_WEIGHTS, AlsModel, AlsParams, Interactions
+from ml.model import DEFAULT_WEIGHTS, AlsModel
 from ml.scoring import fold_in, recommend_many, top_k
+from tests.support import two_taste_model
 
 
 def test_top_k_orders_by_score_and_leaves_out_excluded_items():
@@ -49,37 +50,22 @@ def test_fold_in_solves_the_weighted_least_squares_over_every_item():
     assert fold_in(y, [], [], alpha, reg).tolist() == [0.0] * 4
 
 
-def _model() -> AlsModel:
-    # Two tastes: items 0-2 along the first axis, items 3-5 along the second.
-    items = np.array([[1, 0], [0.9, 0], [0.8, 0], [0, 1], [0, 0.9], [0, 0.8]], dtype=np.float32)
-    users = np.array([[1, 0], [0, 1]], dtype=np.float32)
-    seen = Interactions.from_pairs(2, np.array([0, 1]), np.array([0, 3]), np.array([1.0, 1.0]))
-    return AlsModel(
-        params=AlsParams(rank=2, reg_param=0.01, alpha=10.0, max_iter=1),
-        user_ids=["u-first", "u-second"],
-        item_ids=[f"t{i}" for i in range(6)],
-        user_factors=users,
-        item_factors=items,
-        seen=seen,
-    )
-
-
 def test_model_recommends_unplayed_tracks_of_the_users_taste():
-    model = _model()
+    model = two_taste_model()
     assert [t for t, _ in model.recommend("u-first", 2)] == ["t1", "t2"]
     # Listens since training are left out too.
     assert [t for t, _ in model.recommend("u-second", 2, recent={"t4": 1.0})] == ["t5", "t0"]
 
 
 def test_unknown_user_is_folded_in_from_recent_listens():
-    model = _model()
+    model = two_taste_model()
     assert model.recommend("u-new", 3) == []
     folded = [t for t, _ in model.recommend("u-new", 2, recent={"t3": 2.0, "t-unknown": 1.0})]
     assert folded == ["t4", "t5"]
 
 
 def test_model_rejects_factors_that_do_not_match_its_ids():
-    model = _model()
+    model = two_taste_model()
     with pytest.raises(ValueError, match="user factors"):
         AlsModel(
             model.params, ["u"], model.item_ids, model.user_factors, model.item_factors, model.seen
