@@ -1,0 +1,3 @@
+module tunelake/benchmarks/loadgen
+
+go 1.22
