@@ -232,6 +232,16 @@ def start_service(settings: Settings, port: int, log_path: Path) -> subprocess.P
         )
 
 
+def stop(service: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if requests still hang it after 30 s."""
+    os.killpg(service.pid, signal.SIGTERM)
+    try:
+        service.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(service.pid, signal.SIGKILL)
+        service.wait(timeout=30)
+
+
 def load(binary: Path, url: str, key: str, seconds: float, *args: str) -> dict:
     result = subprocess.run(
         [
@@ -332,8 +342,7 @@ def serve_model(base: Settings, rate: float, conns: int, seconds: float) -> None
             raise SystemExit("the service stopped serving the benchmark's model")
     finally:
         if service is not None:
-            os.killpg(service.pid, signal.SIGTERM)
-            service.wait(timeout=60)
+            stop(service)
         admin = kafka_admin(settings)
         admin.delete_topics([topic])
         admin.close()
