@@ -92,14 +92,17 @@ def _ms_played(rng: np.random.Generator, taste: float) -> int:
     return int(full if rng.random() < 0.35 + taste else rng.integers(5_000, 45_000))
 
 
-def history(world: World, days: int, now: datetime, seed: int = 11) -> Iterator[tuple[str, dict]]:
-    """(user_id, listen) pairs for ``days`` days before ``now``, in session order."""
+def history(
+    world: World, days: int, now: datetime, seed: int = 11, activity: float = 1.0
+) -> Iterator[tuple[str, dict]]:
+    """(user_id, listen) pairs for ``days`` days before ``now``, in session order;
+    ``activity`` scales every user's sessions a day (a long, sparse history: below 1)."""
     rng = np.random.default_rng(seed)
     start = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     for day in range(days):
         day_start = start + timedelta(days=day)
         for user, user_id in enumerate(world.user_ids):
-            for _ in range(rng.poisson(world.activity[user])):
+            for _ in range(rng.poisson(activity * world.activity[user])):
                 at = day_start + timedelta(seconds=int(rng.integers(0, 86_000)))
                 for _ in range(int(rng.geometric(1 / 8))):
                     track = _pick_track(world, rng, user)
@@ -162,9 +165,10 @@ class TrafficPoster:
         days: int,
         now: datetime,
         report: TrafficReport,
+        activity: float = 1.0,
     ) -> None:
         by_user: dict[str, list[dict]] = {}
-        for user_id, listen in history(world, days, now):
+        for user_id, listen in history(world, days, now, activity=activity):
             by_user.setdefault(user_id, []).append(listen)
         for user_id, listens in by_user.items():
             report.listens += self.post_listens(user_id, listens)

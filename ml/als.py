@@ -45,8 +45,15 @@ def _factors(factors: DataFrame, n: int, rank: int) -> np.ndarray:
     return matrix
 
 
-def train(training: DataFrame, params: AlsParams, seed: int = SEED) -> AlsModel:
-    """Fit MLlib ALS (``implicitPrefs``) on ``training`` (user_id, track_id, confidence)."""
+def train(
+    training: DataFrame,
+    params: AlsParams,
+    seed: int = SEED,
+    rejected: DataFrame | None = None,
+) -> AlsModel:
+    """Fit MLlib ALS (``implicitPrefs``) on ``training`` (user_id, track_id, confidence).
+    ``rejected`` (user_id, track_id) pairs join the model's ``seen`` at preference 0: never
+    served again, no weight in fold-in."""
     users = id_mapping(training, "user_id").cache()
     items = id_mapping(training, "track_id").cache()
     ratings = (
@@ -77,6 +84,14 @@ def train(training: DataFrame, params: AlsParams, seed: int = SEED) -> AlsModel:
     started = time.monotonic()
     fitted = als.fit(ratings)
     pairs = ratings.toArrow()
+    if rejected is not None:
+        turned_down = (
+            rejected.join(users.withColumnRenamed("index", "user"), "user_id")
+            .join(items.withColumnRenamed("index", "item"), "track_id")
+            .select("user", "item", F.lit(0.0).cast("float").alias("rating"))
+            .toArrow()
+        )
+        pairs = pa.concat_tables([pairs, turned_down.cast(pairs.schema)])
     model = AlsModel(
         params=params,
         user_ids=user_ids,

@@ -200,7 +200,11 @@ def retrain(
     # Epoch seconds, not a Python datetime: those come back in the driver's local zone.
     last_play = listens.agg(F.max(F.col("played_at").cast("double"))).first()[0]
     trained_through = datetime.fromtimestamp(last_play, UTC)
-    model = als.train(training_set.confidence(interactions), params)
+    model = als.train(
+        training_set.confidence(interactions),
+        params,
+        rejected=training_set.rejected(interactions),
+    )
     for df in cached:
         df.unpersist()
     version = registry.save(

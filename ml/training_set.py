@@ -30,10 +30,7 @@ HOLDOUT_FRACTION = 0.2
 VALIDATION_FRACTION = 0.2
 
 
-def confidence(interactions: DataFrame, weights: ConfidenceWeights = DEFAULT_WEIGHTS) -> DataFrame:
-    """(user_id, track_id, confidence) from ``user_track_interactions`` counts, by
-    ``ConfidenceWeights.of`` (the formula is there and in README); pairs whose confidence
-    is 0 or below are dropped."""
+def _scored(interactions: DataFrame, weights: ConfidenceWeights) -> DataFrame:
     value = weights.of(
         play_count=F.col("play_count"),
         ms_played=F.col("ms_played"),
@@ -42,9 +39,24 @@ def confidence(interactions: DataFrame, weights: ConfidenceWeights = DEFAULT_WEI
         skips=F.col("skips"),
         dislikes=F.col("dislikes"),
     )
-    return interactions.select(*KEYS, value.cast("double").alias("confidence")).where(
-        F.col("confidence") > 0
-    )
+    return interactions.withColumn("confidence", value.cast("double"))
+
+
+def confidence(interactions: DataFrame, weights: ConfidenceWeights = DEFAULT_WEIGHTS) -> DataFrame:
+    """(user_id, track_id, confidence) from ``user_track_interactions`` counts, by
+    ``ConfidenceWeights.of`` (the formula is there and in README); pairs whose confidence
+    is 0 or below are dropped."""
+    scored = _scored(interactions, weights)
+    return scored.where(F.col("confidence") > 0).select(*KEYS, "confidence")
+
+
+def rejected(interactions: DataFrame, weights: ConfidenceWeights = DEFAULT_WEIGHTS) -> DataFrame:
+    """(user_id, track_id) pairs the user turned down: skipped or disliked, and not
+    outweighed by plays or likes (confidence 0 or below). They carry no taste to train on,
+    but the model keeps them beside what the user played, so they are not served again."""
+    scored = _scored(interactions, weights)
+    turned_down = (F.col("skips") > 0) | (F.col("dislikes") > 0)
+    return scored.where(turned_down & (F.col("confidence") <= 0)).select(*KEYS)
 
 
 def id_mapping(df: DataFrame, column: str) -> DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,13 +49,21 @@ def make_listens(n: int, **overrides) -> dict:
     }
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextmanager
 def throwaway_lake(monkeypatch, prefix: str, **settings: str) -> Iterator[Settings]:
-    """Settings with a lakehouse bucket and topics of their own (and ``settings``), also in
-    the environment for the processes a test starts; both are deleted afterwards."""
+    """Settings with lakehouse and models buckets and topics of their own (and
+    ``settings``), also in the environment for the processes a test starts; all are
+    deleted afterwards."""
     suffix = uuid.uuid4().hex[:8]
     overrides = {
         "lakehouse_bucket": f"{prefix.replace('_', '-')}-{suffix}",
+        "models_bucket": f"{prefix.replace('_', '-')}-models-{suffix}",
         **{STREAMS[s].topic_setting: f"{prefix}_{s.value}_{suffix}" for s in Stream},
         **settings,
     }
@@ -62,7 +71,7 @@ def throwaway_lake(monkeypatch, prefix: str, **settings: str) -> Iterator[Settin
         monkeypatch.setenv(f"TUNELAKE_{name.upper()}", value)
     lake = Settings()
     topics = [STREAMS[s].topic(lake) for s in Stream]
-    ensure_buckets(lake, (lake.lakehouse_bucket,))
+    ensure_buckets(lake, (lake.lakehouse_bucket, lake.models_bucket))
     ensure_topics(lake, tuple(topics))
     try:
         yield lake
@@ -71,6 +80,7 @@ def throwaway_lake(monkeypatch, prefix: str, **settings: str) -> Iterator[Settin
         admin.delete_topics(topics)
         admin.close()
         drop_bucket(lake, lake.lakehouse_bucket)
+        drop_bucket(lake, lake.models_bucket)
 
 
 def two_taste_model(flipped: bool = False) -> AlsModel:

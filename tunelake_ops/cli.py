@@ -13,12 +13,14 @@ from rich.table import Table
 from tunelake.logs import configure_logging
 from tunelake.settings import get_settings
 from tunelake_ops.jobs import FromDate, ToDate, date_range, fail, jobs
+from tunelake_ops.model_cli import model
 
 app = typer.Typer(
     help="tunelake: a music-recommendation lakehouse.", no_args_is_help=True, add_completion=False
 )
 # The platform's jobs (bronze, silver, ...) are commands of the CLI too.
 app.add_typer(jobs)
+app.add_typer(model, name="model")
 console = Console(stderr=True)
 
 

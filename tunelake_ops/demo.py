@@ -3,11 +3,15 @@
 1. Delta on S3: write a partitioned table to ``s3a://lakehouse/_demo/stack_check`` with
    Spark and read it back.
 2. Avro through the registry: produce records to Kafka and consume them back.
-3. Traffic: start the recommendation service, seed the track catalog and post a few
-   thousand listens, recommendation requests and feedback events through its HTTP API.
-4. Pipeline: the silver_daily chain in-process: Bronze catch-up, Great Expectations on
-   Bronze, Silver staged, Great Expectations on Silver, publish.
-Later stages (training, serving a model) join this chain as they are built.
+3. Traffic: start the recommendation service, seed the track catalog, post over a year of
+   listening history that ended two years ago (timestamps years in the past), then one
+   live recommendation session per active user (plays, skips, likes), all through its
+   HTTP API.
+4. Pipeline: Bronze catch-up, Great Expectations on Bronze, Silver staged, Great
+   Expectations on Silver, publish, then retrain the model (search, train, evaluate against
+   most-popular, register, promote if it passes the gate).
+5. Serving: the running service picks the promoted model up without a restart and serves
+   a personal list.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ Progress = Callable[[str, str], None]
 DEMO_TOPIC = "tunelake_stack_check"
 DEMO_ROWS = 10_000
 DEMO_RECORDS = 1_000
-DEMO_USERS, DEMO_TRACKS, DEMO_DAYS = 100, 500, 3
+DEMO_USERS, DEMO_TRACKS = 100, 500
+# 400 days of history ending two years ago, at 5% of the generator's daily sessions: about
+# 190 plays a user, spread thin over more than a year.
+HISTORY_DAYS, HISTORY_ENDS_DAYS_AGO, HISTORY_ACTIVITY = 400, 730, 0.05
 
 
 class DemoCheckError(RuntimeError):
@@ -212,18 +219,26 @@ def running_service(settings: Settings) -> Iterator[str]:
         process.stop(pid_file, timeout_s=10)
 
 
-def post_traffic(settings: Settings, url: str, summary: DemoSummary) -> str:
+def post_traffic(settings: Settings, url: str) -> str:
     from ingestion.catalog import write_catalog
-    from ingestion.generator import build_world, generate_traffic
+    from ingestion.generator import TrafficPoster, TrafficReport, build_world
 
     world = build_world(DEMO_USERS, DEMO_TRACKS)
     write_catalog(settings, world.catalog())
-    api_key = settings.client_api_key
-    report = generate_traffic(url, api_key, world, DEMO_DAYS)
-    summary.sample_recommendation = report.sample_response
+    report = TrafficReport()
+    history_end = datetime.now(UTC) - timedelta(days=HISTORY_ENDS_DAYS_AGO)
+    poster = TrafficPoster(url, settings.client_api_key)
+    try:
+        poster.post_history(world, HISTORY_DAYS, history_end, report, activity=HISTORY_ACTIVITY)
+        history_listens = report.listens
+        poster.live_sessions(world, report)
+    finally:
+        poster.close()
+    first = history_end - timedelta(days=HISTORY_DAYS)
     return (
-        f"{report.listens:,} listens, {report.feedback:,} feedback, "
-        f"{report.recommendations:,} recommendation requests over HTTP"
+        f"{history_listens:,} history listens from {first:%Y-%m-%d} to {history_end:%Y-%m-%d}; "
+        f"then {report.recommendations:,} recommendation requests, "
+        f"{report.listens - history_listens:,} listens and {report.feedback:,} feedback now"
     )
 
 
@@ -242,11 +257,37 @@ def pipeline(settings: Settings, summary: DemoSummary) -> str:
         summary.bronze_rows[topic] = (rows, bad)
     checks = summary.pipeline.quality
     passed = sum(r.passed for r in checks)
+    model = summary.pipeline.model
+    trained = (
+        f"model {model.version} {'promoted' if model.promoted else 'refused'}"
+        if model
+        else f"no model: {summary.pipeline.no_model_reason}"
+    )
     return (
         f"{sum(r for r, _ in summary.bronze_rows.values()):,} Bronze rows; "
         f"{len(summary.pipeline.table_rows)} Silver tables published; "
-        f"{passed}/{len(checks)} quality checks passed"
+        f"{passed}/{len(checks)} quality checks passed; {trained}"
     )
+
+
+def serve_model(settings: Settings, url: str, summary: DemoSummary) -> str:
+    """Wait (bounded) until the service serves the promoted model, then ask it for a list."""
+    from tunelake_ops.stack import process
+
+    model = summary.pipeline.model if summary.pipeline else None
+    wanted = model.version if model and model.promoted else None
+    http = httpx.Client(base_url=url, headers={"X-API-Key": settings.client_api_key})
+    with http:
+        if wanted and not process.wait_until(
+            lambda: http.get("/readyz").json().get("model_version") == wanted,
+            timeout_s=settings.model_refresh_seconds + 30,
+        ):
+            raise DemoCheckError(f"the service did not pick up model {wanted}")
+        user = f"usr-{0:05d}"
+        response = http.get(f"/users/{user}/recommendations", params={"k": 10})
+        response.raise_for_status()
+    summary.sample_recommendation = response.json()
+    return f"{user} served {summary.sample_recommendation['model_version']}"
 
 
 def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> DemoSummary:
@@ -262,6 +303,7 @@ def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> Demo
     step("delta on s3a", lambda: delta_round_trip(settings))
     step("avro via registry", lambda: avro_round_trip(settings))
     with running_service(settings) as url:
-        step("traffic via the API", lambda: post_traffic(settings, url, summary))
-    step("bronze, checks, silver", lambda: pipeline(settings, summary))
+        step("traffic via the API", lambda: post_traffic(settings, url))
+        step("bronze, checks, silver, model", lambda: pipeline(settings, summary))
+        step("serve the model", lambda: serve_model(settings, url, summary))
     return summary

@@ -88,6 +88,28 @@ def silver(
         raise fail(exc) from None
 
 
+@jobs.command()
+def retrain(
+    search_seconds: Annotated[
+        float | None, typer.Option(help="Search budget (default: TUNELAKE_MODEL_SEARCH_SECONDS)")
+    ] = None,
+) -> None:
+    """Train ALS on Silver, evaluate on held-out plays, register; promote if it passes the gate."""
+    from ml.train import TrainingDataError
+    from ml.train import retrain as run
+    from spark_jobs.common.session import build_spark
+    from tunelake_ops.pipeline import retrain_table
+
+    settings = get_settings()
+    if search_seconds is not None:
+        settings = settings.model_copy(update={"model_search_seconds": search_seconds})
+    try:
+        result = run(build_spark(settings, "tunelake-retrain"), settings)
+    except TrainingDataError as exc:
+        raise fail(exc) from None
+    Console().print(retrain_table(result))
+
+
 def spark_submit_argv(settings: Settings, *job: str) -> list[str]:
     """``spark-submit`` of a job, as the Airflow tasks build it (jars on the command line:
     Delta's session extension must be on the driver's classpath before it starts)."""

@@ -1,8 +1,9 @@
 """The batch chain the DAGs run, as one in-process call for scripts, CI and the demo.
 
-Bronze catch-up -> validate Bronze -> stage Silver -> validate Silver -> publish. The
-``silver_daily`` DAG runs the same Silver stages (``SILVER_STAGES``), one task each;
-``bronze_catchup`` runs the first step. Later stages (model training) join here.
+Bronze catch-up -> validate Bronze -> stage Silver -> validate Silver -> publish -> retrain
+the model (train, evaluate, register, promote if it passes the gate). The ``silver_daily``
+DAG runs the same Silver stages (``SILVER_STAGES``), one task each; ``bronze_catchup`` the
+first step; ``als_retrain`` the last.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.table import Table
 
 from tunelake.settings import Settings
+
+if TYPE_CHECKING:
+    from ml.train import RetrainResult
 
 Progress = Callable[[str, str], None]
 
@@ -29,6 +34,9 @@ class PipelineSummary:
     quality: list = field(default_factory=list)
     staged_rows: dict[str, int] = field(default_factory=dict)
     table_rows: dict[str, int] = field(default_factory=dict)
+    model: RetrainResult | None = None
+    # Why no model was trained (too little history to evaluate one), when none was.
+    no_model_reason: str | None = None
 
     def render(self) -> Group:
         tables = Table("silver table", "rows changed this run", "rows in table", title="Silver")
@@ -47,13 +55,33 @@ class PipelineSummary:
             checks.add_row(
                 report.table, f"{report.rows:,}", f"{passed}/{report.evaluated}", verdict
             )
-        return Group(tables, checks)
+        if self.model is not None:
+            return Group(tables, checks, retrain_table(self.model))
+        return Group(tables, checks, f"model: not trained: {self.no_model_reason}")
+
+
+METRICS = ("ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage@10", "users")
+
+
+def retrain_table(result: RetrainResult) -> Table:
+    """The candidate's offline metrics beside the baselines, and the gate's decision."""
+    verdict = "promoted" if result.promoted else "refused"
+    table = Table(
+        "on held-out plays",
+        *result.metrics,
+        title=f"model {result.version}: {verdict} ({result.reason})",
+        caption=f"{result.params.to_dict()}; {result.seconds:.0f} s",
+    )
+    for metric in METRICS:
+        table.add_row(metric, *(f"{values[metric]:.4g}" for values in result.metrics.values()))
+    return table
 
 
 def run_pipeline(
     settings: Settings, start: date, end: date, progress: Progress = lambda s, m: None
 ) -> PipelineSummary:
     from ingestion.streams import Stream
+    from ml.train import TrainingDataError, retrain
     from spark_jobs.bronze.ingest import run as bronze
     from spark_jobs.common.session import build_spark
     from spark_jobs.silver import build
@@ -81,4 +109,9 @@ def run_pipeline(
         name: spark.read.format("delta").load(table.path(settings)).count()
         for name, table in SILVER_TABLES.items()
     }
+    try:
+        summary.model = timed("retrain model", lambda: retrain(spark, settings))
+    except TrainingDataError as exc:  # Silver is published; the service keeps what it serves
+        summary.no_model_reason = str(exc)
+        progress("pipeline", f"no model trained: {exc}")
     return summary

@@ -7,10 +7,13 @@ trained-and-promoted model and run in file order.
 
 from __future__ import annotations
 
-import uuid
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from ingestion.generator import build_world, history
@@ -19,8 +22,10 @@ from ml.als import SearchSpace
 from ml.model import AlsParams
 from ml.train import TrainingDataError, retrain
 from spark_jobs.silver.tables import SILVER_TABLES
+from tests.support import free_port, throwaway_lake
 from tunelake.settings import Settings
-from tunelake_ops.stack.probes import drop_bucket, ensure_buckets
+from tunelake_ops.demo import running_service
+from tunelake_ops.stack.process import wait_until
 
 # Twelve genres, peaked tastes: enough plays per user for the last 20% to say something.
 USERS, TRACKS, DAYS, NEW_DAYS = 100, 300, 20, 4
@@ -30,20 +35,24 @@ PLAYS: list[tuple] = []  # every play add_history wrote to the module's lake
 
 
 @pytest.fixture(scope="module")
-def lake(s3: Settings) -> Iterator[Settings]:
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        lakehouse_bucket=f"test-model-lake-{suffix}",
-        models_bucket=f"test-models-{suffix}",
-        # A budget the first trial always overruns: the search must stop after it.
-        model_search_seconds=1.0,
-    )
-    ensure_buckets(settings, (settings.lakehouse_bucket, settings.models_bucket))
-    try:
+def lake(kafka, s3, registry) -> Iterator[Settings]:
+    """Buckets and topics of the module's own, in the environment too: the service and the
+    `tunelake model` commands the last test starts use them."""
+    with (
+        pytest.MonkeyPatch.context() as env,
+        throwaway_lake(
+            env,
+            "test_model",
+            # A budget the first trial always overruns: the search must stop after it.
+            model_search_seconds="1",
+            service_port=str(free_port()),
+            model_refresh_seconds="0.2",
+            # The load below is one key's: no rate limit in the way.
+            api_rate_per_second="100000",
+            api_rate_burst="100000",
+        ) as settings,
+    ):
         yield settings
-    finally:
-        drop_bucket(settings, settings.lakehouse_bucket)
-        drop_bucket(settings, settings.models_bucket)
 
 
 SILVER_LISTENS = (
@@ -149,3 +158,74 @@ def test_promote_and_rollback_move_only_the_current_pointer(lake):
     with pytest.raises(registry.UnknownVersionError):
         registry.promote(lake, "no-such-version")
     assert registry.load(lake, refused).params == WORSE
+
+
+class LoadGenerator:
+    """Threads asking the service for the known users' lists until stopped; every answer's
+    status and model version is kept."""
+
+    def __init__(self, url: str, settings: Settings, users: list[str], threads: int = 3) -> None:
+        self._url, self._key, self._users = url, settings.client_api_key, users
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+        self.answers: list[tuple[int, str | None]] = []
+
+    def _run(self, offset: int) -> None:
+        with httpx.Client(base_url=self._url, headers={"X-API-Key": self._key}) as http:
+            n = offset
+            while not self._stop.is_set():
+                user = self._users[n % len(self._users)]
+                response = http.get(f"/users/{user}/recommendations", params={"k": 10})
+                body = response.json() if response.status_code == 200 else {}
+                self.answers.append((response.status_code, body.get("model_version")))
+                n += 1
+
+    def served_since(self, start: int) -> set[str | None]:
+        return {version for _, version in self.answers[start:]}
+
+    def __enter__(self) -> LoadGenerator:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def tunelake(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tunelake_ops", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_running_service_swaps_models_under_load_without_a_failed_request(lake):
+    first, refused = (v["version"] for v in registry.list_versions(lake))
+    users = list(registry.load(lake, first).user_ids[:20])
+    with running_service(lake) as url, LoadGenerator(url, lake, users) as load:
+
+        def now_serving(version: str) -> bool:
+            mark = len(load.answers)
+            # Every answer after the swap is the new version's.
+            return wait_until(lambda: len(load.answers) > mark + 20, timeout_s=30) and (
+                wait_until(
+                    lambda: load.served_since(len(load.answers) - 10) == {version}, timeout_s=30
+                )
+            )
+
+        assert now_serving(first)
+        for _ in range(3):
+            promoted = tunelake("model", "promote", refused)
+            assert promoted.returncode == 0, promoted.stderr
+            assert now_serving(refused)
+            rolled_back = tunelake("model", "rollback")
+            assert rolled_back.returncode == 0, rolled_back.stderr
+            assert f"current model: {first}" in rolled_back.stdout
+            assert now_serving(first)
+    failed = [answer for answer in load.answers if answer[0] != 200]
+    assert failed == [], f"{len(failed)} of {len(load.answers)} requests failed"
+    assert len(load.answers) > 200
+    assert registry.current(lake) == first
+    listed = tunelake("model", "list")
+    assert listed.returncode == 0 and refused in listed.stdout and first in listed.stdout

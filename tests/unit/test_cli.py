@@ -43,5 +43,5 @@ def test_logs_of_an_unknown_service_fails_naming_the_known_ones():
 def test_help_lists_the_stack_verbs():
     result = _tunelake("--help")
     assert result.returncode == 0
-    for verb in ("up", "down", "status", "logs", "env", "demo"):
+    for verb in ("up", "down", "status", "logs", "env", "demo", "retrain", "model"):
         assert verb in result.stdout

@@ -19,7 +19,7 @@ def bag() -> DagBag:
 
 def test_every_dag_file_imports(bag):
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"bronze_catchup", "silver_daily"}
+    assert set(bag.dag_ids) == {"bronze_catchup", "silver_daily", "als_retrain"}
 
 
 def test_dags_are_tagged_retried_and_acyclic(bag):
@@ -50,6 +50,12 @@ def test_silver_daily_runs_the_pipeline_stages_in_order(bag):
     order = [t.application_args[1] for t in dag.topological_sort()]
     assert order == list(SILVER_STAGES)
     assert set(dag.params) == {"start", "end"}
+
+
+def test_als_retrain_runs_the_retrain_job_weekly(bag):
+    dag = bag.get_dag("als_retrain")
+    assert [t.application_args for t in dag.tasks] == [["retrain"]]
+    assert dag.schedule == "@weekly"
 
 
 def test_dag_files_hold_no_business_logic():
