@@ -61,10 +61,43 @@ def delta_table(settings: Settings, uri: str):
     )
 
 
+def kafka_auth(settings: Settings) -> dict[str, str]:
+    """kafka-python's authentication options: none on a plain listener, SCRAM otherwise."""
+    if not settings.kafka_uses_sasl:
+        return {}
+    return {
+        "security_protocol": settings.kafka_security_protocol,
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": settings.kafka_sasl_username,
+        "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+    }
+
+
+def spark_kafka_options(settings: Settings) -> dict[str, str]:
+    """The Spark Kafka source's connection options (``kafka.``-prefixed consumer configs)."""
+    options = {"kafka.bootstrap.servers": settings.kafka_bootstrap_servers}
+    if settings.kafka_uses_sasl:
+        # JAAS quoting: the user name and password are double-quoted, backslash-escaped.
+        def quoted(value: str) -> str:
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        options |= {
+            "kafka.security.protocol": settings.kafka_security_protocol,
+            "kafka.sasl.mechanism": settings.kafka_sasl_mechanism,
+            "kafka.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f"username={quoted(settings.kafka_sasl_username)} "
+                f"password={quoted(settings.kafka_sasl_password.get_secret_value())};"
+            ),
+        }
+    return options
+
+
 def kafka_admin(settings: Settings, *, timeout_ms: int = 10_000) -> KafkaAdminClient:
     from kafka import KafkaAdminClient
 
     return KafkaAdminClient(
+        **kafka_auth(settings),
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id="tunelake-admin",
         request_timeout_ms=timeout_ms,
@@ -77,12 +110,16 @@ def kafka_producer(settings: Settings, **overrides: object) -> KafkaProducer:
     """A producer that reports success only once every in-sync replica has the record."""
     from kafka import KafkaProducer
 
-    config = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "acks": "all",
-        "enable_idempotence": True,
-        "linger_ms": 5,
-    } | overrides
+    config = (
+        kafka_auth(settings)
+        | {
+            "bootstrap_servers": settings.kafka_bootstrap_servers,
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": 5,
+        }
+        | overrides
+    )
     return KafkaProducer(**config)
 
 
@@ -91,12 +128,16 @@ def kafka_consumer(
 ) -> KafkaConsumer:
     from kafka import KafkaConsumer
 
-    config = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "group_id": group_id,
-        "auto_offset_reset": "earliest",
-        "enable_auto_commit": False,
-    } | overrides
+    config = (
+        kafka_auth(settings)
+        | {
+            "bootstrap_servers": settings.kafka_bootstrap_servers,
+            "group_id": group_id,
+            "auto_offset_reset": "earliest",
+            "enable_auto_commit": False,
+        }
+        | overrides
+    )
     return KafkaConsumer(*topics, **config)
 
 

@@ -8,11 +8,12 @@ the working directory, if present). Defaults point at the local stack started by
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, model_validator
@@ -47,12 +48,44 @@ LOCAL_SECRET_DEFAULTS = {
 LOCAL_AIRFLOW_ADMIN_PASSWORD = "tunelake-local-airflow"
 
 
+class SparkDeploy(StrEnum):
+    """How Airflow's Spark tasks start a job."""
+
+    # spark-submit from the task's own process (the local stack, compose).
+    SUBMIT = "submit"
+    # A SparkApplication on the Spark image, from the template the chart renders.
+    KUBERNETES = "kubernetes"
+
+
+class Workload(StrEnum):
+    """Which process these settings are for: on Kubernetes each workload is given only the
+    secrets it uses (WORKLOAD_SECRETS), and the others stay empty instead of falling back
+    to their local defaults. ``all`` (the default) is every secret, as on the local stack."""
+
+    ALL = "all"
+    SERVICE = "service"
+    SPARK = "spark"
+    AIRFLOW = "airflow"
+    JUPYTER = "jupyter"
+
+
+WORKLOAD_SECRETS: dict[Workload, frozenset[str]] = {
+    Workload.SERVICE: frozenset({"s3_secret_key", "api_keys", "kafka_sasl_password"}),
+    # Bronze also holds its topic leases in PostgreSQL.
+    Workload.SPARK: frozenset({"s3_secret_key", "postgres_password", "kafka_sasl_password"}),
+    # With TUNELAKE_SPARK_DEPLOY=kubernetes Airflow only creates SparkApplications.
+    Workload.AIRFLOW: frozenset(),
+    Workload.JUPYTER: frozenset({"s3_secret_key"}),
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TUNELAKE_", env_file=".env", extra="ignore", frozen=True
     )
 
     environment: Environment = Environment.LOCAL
+    workload: Workload = Workload.ALL
 
     # Local stack: state (data, logs, pid files) per checkout; downloads shared per user.
     state_dir: Path = Field(default_factory=_default_state_dir)
@@ -66,6 +99,12 @@ class Settings(BaseSettings):
     topic_listening_history: str = "user_listening_history"
     topic_recommendation_feedback: str = "recommendation_feedback"
     topic_user_profiles: str = "user_profiles"
+    # Client authentication: PLAINTEXT on the local stack and compose; SASL (SCRAM, the
+    # Strimzi KafkaUser's password) on Kubernetes.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
 
     # Schema registry (Confluent-compatible REST API)
     schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
@@ -131,6 +170,11 @@ class Settings(BaseSettings):
     # Comma-separated jars for spark.jars; empty means "the set `tunelake up` resolved"
     # in local mode, and "jars are baked into the image" on a cluster.
     spark_jars: str = ""
+    # How Airflow's Spark tasks run: spark-submit (local stack, compose) or a
+    # SparkApplication (Kubernetes) built from spark_application_template, the JSON the
+    # chart renders with the same spec as its own applications.
+    spark_deploy: SparkDeploy = SparkDeploy.SUBMIT
+    spark_application_template: str = ""
 
     # Recommendation model (ALS): the hyper-parameter search's time budget, and how much
     # better (relative NDCG@10) a candidate must be than most-popular and the current
@@ -147,7 +191,32 @@ class Settings(BaseSettings):
     def _no_local_airflow_login_by_default(cls, data: object) -> object:
         if isinstance(data, dict) and str(data.get("environment", "local")) != "local":
             data.setdefault("airflow_admin_password", "")
+            # A secret this workload does not use is not given to it: empty, never the
+            # local default (which would be refused below).
+            workload = Workload(str(data.get("workload", Workload.ALL.value)))
+            if workload is not Workload.ALL:
+                for name in set(LOCAL_SECRET_DEFAULTS) - WORKLOAD_SECRETS[workload]:
+                    data.setdefault(name, "")
         return data
+
+    @model_validator(mode="after")
+    def _kafka_sasl_needs_a_login(self) -> Self:
+        uses_secret = self.workload is Workload.ALL or (
+            "kafka_sasl_password" in WORKLOAD_SECRETS[self.workload]
+        )
+        login = self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        if self.kafka_uses_sasl and uses_secret and not login:
+            raise ValueError(
+                f"TUNELAKE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "TUNELAKE_KAFKA_SASL_USERNAME and TUNELAKE_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _kubernetes_spark_needs_a_template(self) -> Self:
+        if self.spark_deploy is SparkDeploy.KUBERNETES:
+            self.spark_application()  # raises with the reason
+        return self
 
     @model_validator(mode="after")
     def _no_local_secrets_outside_local(self) -> Self:
@@ -197,6 +266,23 @@ class Settings(BaseSettings):
     def api_read_key_set(self) -> frozenset[str]:
         """Read-only keys (a key in both lists is read-write)."""
         return _secret_items(self.api_read_keys) - {""} - self.api_key_set()
+
+    @property
+    def kafka_uses_sasl(self) -> bool:
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    def spark_application(self) -> dict:
+        """The SparkApplication template (``spark_application_template``) as a dict."""
+        try:
+            template = json.loads(self.spark_application_template)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"TUNELAKE_SPARK_APPLICATION_TEMPLATE is not JSON ({exc}); with "
+                "TUNELAKE_SPARK_DEPLOY=kubernetes it holds the chart's SparkApplication template"
+            ) from None
+        if not isinstance(template, dict) or template.get("kind") != "SparkApplication":
+            raise ValueError("TUNELAKE_SPARK_APPLICATION_TEMPLATE is not a SparkApplication")
+        return template
 
     @property
     def is_local_spark(self) -> bool:

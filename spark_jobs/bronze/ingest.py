@@ -42,7 +42,7 @@ from ingestion.streams import STREAMS, Stream
 from spark_jobs.bronze.lease import BronzeLease, BronzeLeaseError
 from spark_jobs.bronze.rules import rules_for
 from spark_jobs.common.avro_schema import field_default, record_struct
-from tunelake.clients import kafka_consumer
+from tunelake.clients import kafka_consumer, spark_kafka_options
 from tunelake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -377,7 +377,7 @@ def start(
     )
     source = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**spark_kafka_options(settings))
         .option("subscribe", target.topic)
         .option("startingOffsets", resume)
         .option("maxOffsetsPerTrigger", settings.bronze_max_offsets_per_trigger)
