@@ -10,7 +10,7 @@ themselves (``spark_jobs``, ``ml``) know nothing of this registry or the CLI.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -26,14 +26,26 @@ jobs = typer.Typer(help="The platform's jobs.", no_args_is_help=True, add_comple
 console = Console(stderr=True)
 
 # The ingest-date range of a run (the DAGs pass the same two options).
-FromDate = Annotated[str | None, typer.Option("--from", help="First ingest date (UTC today)")]
-ToDate = Annotated[str | None, typer.Option("--to", help="Last ingest date (default: today)")]
+FromDate = Annotated[
+    str | None,
+    typer.Option("--from", help="First ingest date, or today/yesterday (UTC; default: today)"),
+]
+ToDate = Annotated[
+    str | None, typer.Option("--to", help="Last ingest date, or today/yesterday (default: today)")
+]
+
+
+def parse_day(text: str, today: date) -> date:
+    """An ISO date, or ``today``/``yesterday`` (UTC): a schedule without templating (the
+    chart's ScheduledSparkApplication) names the finished day this way."""
+    relative = {"today": today, "yesterday": today - timedelta(days=1)}
+    return relative[text] if text in relative else date.fromisoformat(text)
 
 
 def date_range(start: str | None, end: str | None) -> tuple[date, date]:
     today = datetime.now(UTC).date()
-    first = date.fromisoformat(start) if start else today
-    return first, date.fromisoformat(end) if end else max(first, today)
+    first = parse_day(start, today) if start else today
+    return first, parse_day(end, today) if end else max(first, today)
 
 
 def fail(exc: Exception) -> typer.Exit:
