@@ -39,6 +39,7 @@ BUILTIN_KINDS = {
     "ConfigMap",
     "Deployment",
     "HorizontalPodAutoscaler",
+    "NetworkPolicy",
     "PersistentVolumeClaim",
     "PodDisruptionBudget",
     "Pod",
@@ -52,6 +53,7 @@ CRD_KINDS = {
     ("sparkoperator.k8s.io/v1beta2", "ScheduledSparkApplication"),
 }
 SECRET_FIELDS = secret_settings()
+SETTINGS_CONFIGMAP = "tunelake-settings"
 DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -140,7 +142,9 @@ def test_no_secret_values_in_rendered_manifests(rendered: dict[str, list[dict]],
     env_items = walk_env(containers) + walk_env(spark_pods)
     assert env_items
     for item in env_items:
-        if sensitive.search(item["name"]):
+        # A Kafka user name is the KafkaUser's (public) name: Strimzi's Secret holds only
+        # its password.
+        if sensitive.search(item["name"]) and item["name"] != "TUNELAKE_KAFKA_SASL_USERNAME":
             assert "value" not in item, f"{item['name']} is a literal value"
             assert "secretKeyRef" in item.get("valueFrom", {}), f"{item['name']} not from a Secret"
     config_maps = [m for m in manifests if m["kind"] == "ConfigMap"]
@@ -156,13 +160,17 @@ def test_settings_configmap_is_valid_tunelake_settings(
     settings_env_names: dict[str, str],
     settings_from_env: Callable[[dict[str, str]], object],
 ) -> None:
-    (config_map,) = [m for m in rendered[env] if m["kind"] == "ConfigMap"]
+    (config_map,) = [m for m in rendered[env] if m["metadata"]["name"] == SETTINGS_CONFIGMAP]
     data = config_map["data"]
     unknown = set(data) - set(settings_env_names)
     assert not unknown, f"ConfigMap keys tunelake.settings does not read: {unknown}"
     assert not {settings_env_names[k] for k in data} & SECRET_FIELDS
     # What a pod sees: the ConfigMap plus the secret variables (stand-in values here).
-    pod_env = {**data, **{f"TUNELAKE_{f.upper()}": f"{f}-from-secret" for f in SECRET_FIELDS}}
+    kafka_login = {"kafka_sasl_username", "kafka_sasl_password"}
+    pod_env = {
+        **data,
+        **{f"TUNELAKE_{f.upper()}": f"{f}-from-secret" for f in SECRET_FIELDS | kafka_login},
+    }
     settings = settings_from_env(pod_env)
     assert settings.environment.value == env
     assert settings.registry_db == "registry"
@@ -170,13 +178,8 @@ def test_settings_configmap_is_valid_tunelake_settings(
     assert not settings.is_local_spark
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_every_tunelake_pod_loads_settings_and_secrets(
-    rendered: dict[str, list[dict]], env: str, settings_env_names: dict[str, str]
-) -> None:
-    manifests = rendered[env]
-    (config_map,) = [m for m in manifests if m["kind"] == "ConfigMap"]
-    expected_secret_vars = {f"TUNELAKE_{f.upper()}" for f in SECRET_FIELDS}
+def tunelake_pods(manifests: list[dict]) -> list[tuple[str, dict]]:
+    """(name, container) of every tunelake container and Spark driver/executor."""
     pods = [
         (m["metadata"]["name"], c)
         for m in manifests
@@ -190,15 +193,62 @@ def test_every_tunelake_pod_loads_settings_and_secrets(
         for spec in spark_app_specs(m)
         for role in ("driver", "executor")
     ]
+    # The helm test pod needs no settings.
+    return [(name, pod) for name, pod in pods if pod.get("command", [None])[0] != "python"]
+
+
+def secret_vars(workload: str) -> set[str]:
+    """The TUNELAKE_* variables a workload takes from Secrets: its secret settings (as
+    tunelake.settings lists them) and the user names that go with them."""
+    from tunelake.settings import WORKLOAD_SECRETS, Workload
+
+    users = {
+        "s3_secret_key": "s3_access_key",
+        "postgres_password": "postgres_user",
+        "kafka_sasl_password": "kafka_sasl_username",
+    }
+    fields = WORKLOAD_SECRETS[Workload(workload)]
+    return {f"TUNELAKE_{f.upper()}" for f in fields | {users[f] for f in fields if f in users}}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_each_tunelake_pod_gets_its_settings_and_only_its_own_secrets(
+    rendered: dict[str, list[dict]],
+    env: str,
+    settings_env_names: dict[str, str],
+    settings_from_env: Callable[[dict[str, str]], object],
+) -> None:
+    manifests = rendered[env]
+    (config_map,) = [m for m in manifests if m["metadata"]["name"] == SETTINGS_CONFIGMAP]
+    pods = tunelake_pods(manifests)
     assert pods
+    workloads = set()
     for name, pod in pods:
-        if pod.get("command", [None])[0] == "python":  # the helm test pod needs no settings
-            continue
         refs = [e["configMapRef"]["name"] for e in pod.get("envFrom", []) if "configMapRef" in e]
-        assert refs == [config_map["metadata"]["name"]], name
-        names = {item["name"] for item in pod.get("env", [])}
-        assert expected_secret_vars <= names, f"{name} misses {expected_secret_vars - names}"
-        assert {n for n in names if n.startswith("TUNELAKE_")} <= set(settings_env_names), name
+        assert refs == [SETTINGS_CONFIGMAP], name
+        env_items = {item["name"]: item for item in pod.get("env", [])}
+        assert {n for n in env_items if n.startswith("TUNELAKE_")} <= set(settings_env_names), name
+        workload = env_items["TUNELAKE_WORKLOAD"]["value"]
+        workloads.add(workload)
+        from_secrets = {
+            n for n, item in env_items.items() if "secretKeyRef" in item.get("valueFrom", {})
+        }
+        expected = secret_vars(workload) - {"TUNELAKE_KAFKA_SASL_USERNAME"}
+        assert from_secrets - {"JUPYTER_TOKEN"} == expected, f"{name} ({workload})"
+        # What the pod's process sees parses as valid settings (stand-ins for the secrets).
+        pod_env = {
+            **config_map["data"],
+            **{
+                n: item.get("value", f"{n.lower()}-from-secret")
+                for n, item in env_items.items()
+                if n.startswith("TUNELAKE_")
+            },
+        }
+        settings = settings_from_env(pod_env)
+        for field in {"s3_secret_key", "postgres_password", "api_keys", "kafka_sasl_password"}:
+            has = f"TUNELAKE_{field.upper()}" in from_secrets
+            assert bool(getattr(settings, field).get_secret_value()) == has, (name, field)
+    assert workloads >= {"service", "spark"}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -213,7 +263,7 @@ def test_service_probes_and_port(rendered: dict[str, list[dict]], env: str) -> N
     assert container["command"] == ["tunelake", "serve"]
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     # `tunelake serve` listens where the settings say.
-    (config_map,) = [m for m in rendered[env] if m["kind"] == "ConfigMap"]
+    (config_map,) = [m for m in rendered[env] if m["metadata"]["name"] == SETTINGS_CONFIGMAP]
     assert config_map["data"]["TUNELAKE_SERVICE_HOST"] == "0.0.0.0"
     assert config_map["data"]["TUNELAKE_SERVICE_PORT"] == "8000"
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
@@ -297,6 +347,33 @@ def test_spark_applications_run_tunelake_modules_on_the_spark_image(
     assert apps["tunelake-bronze-streaming"]["spec"]["restartPolicy"]["type"] == "Always"
 
 
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_scheduled_silver_covers_the_finished_day(
+    rendered: dict[str, list[dict]], env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import tunelake_ops.jobs as jobs
+
+    (silver,) = [m for m in rendered[env] if m["metadata"]["name"] == "tunelake-silver-daily"]
+    arguments = silver["spec"]["template"]["arguments"]
+    assert arguments[:2] == ["silver", "all"]
+    # The job as it parses those options: yesterday (UTC), one day.
+    seen = {}
+
+    def fake_run_for_dates(first, last, run_id=None):
+        seen["range"] = (first, last)
+        raise SystemExit(0)
+
+    from spark_jobs.silver.build import SilverRun
+
+    monkeypatch.setattr(SilverRun, "for_dates", staticmethod(fake_run_for_dates))
+    with pytest.raises(SystemExit):
+        jobs.jobs(arguments, standalone_mode=False)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    assert seen["range"] == (yesterday, yesterday)
+
+
 def _pyspark_version() -> str:
     from importlib.metadata import version
 
@@ -308,8 +385,14 @@ def test_spark_driver_rbac_is_namespaced(rendered: dict[str, list[dict]], env: s
     manifests = rendered[env]
     kinds = {m["kind"] for m in manifests}
     assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
-    (binding,) = [m for m in manifests if m["kind"] == "RoleBinding"]
-    (role,) = [m for m in manifests if m["kind"] == "Role"]
+    (binding,) = [
+        m
+        for m in manifests
+        if m["kind"] == "RoleBinding" and m["metadata"]["name"] == "tunelake-spark"
+    ]
+    (role,) = [
+        m for m in manifests if m["kind"] == "Role" and m["metadata"]["name"] == "tunelake-spark"
+    ]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "tunelake-spark", "namespace": "tunelake"}
@@ -360,3 +443,47 @@ def test_environment_values_files_only_override_known_keys() -> None:
         assert not unknown_keys(override, defaults), (
             f"{values.name}: {unknown_keys(override, defaults)}"
         )
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_network_policies_admit_only_what_must_talk(
+    rendered: dict[str, list[dict]], env: str
+) -> None:
+    manifests = rendered[env]
+    policies = {m["metadata"]["name"]: m["spec"] for m in manifests if m["kind"] == "NetworkPolicy"}
+    # Every pod the chart runs is selected by an ingress policy.
+    workloads = [
+        m["spec"]["template"]["metadata"]["labels"] for m in manifests if m["kind"] == "Deployment"
+    ] + [
+        spec[role]["labels"]
+        for m in manifests
+        for spec in spark_app_specs(m)
+        for role in ("driver", "executor")
+    ]
+    for labels in workloads:
+        selecting = [
+            name
+            for name, spec in policies.items()
+            if spec["podSelector"]["matchLabels"].items() <= labels.items()
+        ]
+        assert selecting, f"no NetworkPolicy selects {labels}"
+        for name in selecting:
+            assert policies[name]["policyTypes"] == ["Ingress"]
+
+    def sources(policy: str) -> list[dict]:
+        return [peer for rule in policies[policy]["ingress"] for peer in rule.get("from", [])]
+
+    components = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for peer in sources("tunelake-registry")
+    }
+    assert components == {"service", "spark", "jupyter"}
+    (spark_peer, *_) = sources("tunelake-spark")
+    assert spark_peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "spark"
+    # The service takes traffic on its HTTP port only.
+    assert [r["ports"] for r in policies["tunelake-service"]["ingress"]] == [
+        [{"port": "http", "protocol": "TCP"}]
+    ]
+    store = policies["tunelake-object-store"]
+    assert store["podSelector"]["matchLabels"] == {"v1.min.io/tenant": "lakehouse"}
+    assert [p["port"] for r in store["ingress"] for p in r["ports"]] == [9000]

@@ -103,7 +103,10 @@ def test_minio_tenant_holds_the_settings_buckets(settings: Settings) -> None:
     (tenant,) = load_all(OPERATORS / "minio-tenant.yaml")
     assert (tenant["apiVersion"], tenant["kind"]) == ("minio.min.io/v2", "Tenant")
     spec = tenant["spec"]
-    assert {bucket["name"] for bucket in spec["buckets"]} == set(settings.buckets)
+    # The settings' buckets, and the one Airflow writes its task logs to.
+    airflow_logs = yaml.safe_load((VALUES / "airflow.yaml").read_text())["config"]["logging"]
+    logs_bucket = airflow_logs["remote_base_log_folder"].removeprefix("s3://").split("/")[0]
+    assert {bucket["name"] for bucket in spec["buckets"]} == {*settings.buckets, logs_bucket}
     assert spec["configuration"]["name"]  # root credentials: an existing Secret
     assert all(user["name"] for user in spec["users"])
     assert not re.search(r":latest$", spec["image"])
@@ -158,8 +161,37 @@ def test_airflow_values(settings: Settings) -> None:
     assert "metadataConnection" not in airflow["data"], "the connection comes from a Secret"
     env_from = yaml.safe_load(airflow["extraEnvFrom"])
     assert env_from == [{"configMapRef": {"name": "tunelake-settings"}}]
+    # Airflow's own secrets only: none of tunelake's (its tasks create SparkApplications,
+    # whose pods get theirs).
     secret_env = {item["envName"] for item in airflow["secret"]}
-    assert secret_env == {f"TUNELAKE_{f.upper()}" for f in secret_settings()}
+    assert secret_env == {"AIRFLOW_CONN_TUNELAKE_LOGS"}
+    assert not {f"TUNELAKE_{f.upper()}" for f in secret_settings()} & secret_env
+    plain_env = {item["name"]: item["value"] for item in airflow["env"]}
+    assert plain_env["TUNELAKE_WORKLOAD"] == "airflow"
+    assert plain_env["TUNELAKE_SPARK_DEPLOY"] == "kubernetes"
+
+
+def test_airflow_admin_comes_from_a_secret() -> None:
+    airflow = yaml.safe_load((VALUES / "airflow.yaml").read_text())
+    assert airflow["webserver"]["defaultUser"]["enabled"] is True
+    job = airflow["createUserJob"]
+    env = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in job["env"]}
+    assert {ref["name"] for ref in env.values()} == {"tunelake-airflow-admin"}
+    script = " ".join(job["args"])
+    for name in env:
+        assert f'"${name}"' in script, name
+    # The chart's default arguments carry a literal password: ours must replace them all.
+    assert "defaultUser" not in script and "--password" in script
+    assert airflow["config"]["core"]["auth_manager"].endswith("FabAuthManager")
+
+
+def test_airflow_task_logs_go_to_the_object_store() -> None:
+    airflow = yaml.safe_load((VALUES / "airflow.yaml").read_text())
+    logging = airflow["config"]["logging"]
+    assert logging["remote_logging"] == "True"
+    assert logging["remote_base_log_folder"].startswith("s3://")
+    (conn,) = [s for s in airflow["secret"] if s["envName"].startswith("AIRFLOW_CONN_")]
+    assert conn["envName"] == f"AIRFLOW_CONN_{logging['remote_log_conn_id'].upper()}"
 
 
 def _locked_airflow_version() -> str:
@@ -174,8 +206,15 @@ def test_grafana_values_match_the_provisioning_files() -> None:
     provisioning = DEPLOY / "grafana" / "provisioning"
     datasources = yaml.safe_load((provisioning / "datasources" / "trino.yaml").read_text())
     assert grafana["datasources"]["datasources.yaml"] == datasources
-    providers = yaml.safe_load((provisioning / "dashboards" / "tunelake.yaml").read_text())
-    assert grafana["dashboardProviders"]["dashboardproviders.yaml"] == providers
+    # Dashboards as code (deploy/grafana/dashboards/*.json) and their ConfigMap go together:
+    # no mount of a ConfigMap nobody creates, which would keep Grafana from starting.
+    dashboards = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+    if not dashboards:
+        assert "dashboardsConfigMaps" not in grafana and "dashboardProviders" not in grafana
+    else:
+        providers = yaml.safe_load((provisioning / "dashboards" / "tunelake.yaml").read_text())
+        assert grafana["dashboardProviders"]["dashboardproviders.yaml"] == providers
+        assert grafana["dashboardsConfigMaps"] == {"tunelake": "tunelake-grafana-dashboards"}
     (datasource,) = datasources["datasources"]
     assert datasource["type"] in grafana["plugins"]
     assert datasource["jsonData"]["catalog"] == "delta"
@@ -224,3 +263,86 @@ def test_the_secret_scan_finds_literals() -> None:
     assert _literal_secrets({"fernetKeySecretName": "airflow-fernet"}) == []
     assert _literal_secrets({"fernetKey": "c2VjcmV0"}) == [".fernetKey"]
     assert _literal_secrets({"existingSecret": "s", "passwordKey": "password"}) == []
+
+
+def test_kafka_clients_log_in_as_their_own_users(strimzi: dict[str, list[dict]]) -> None:
+    (kafka,) = strimzi["Kafka"]
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    for listener in kafka["spec"]["kafka"]["listeners"]:
+        assert listener["authentication"]["type"] == "scram-sha-512", listener["name"]
+        peers = listener["networkPolicyPeers"]
+        assert peers == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "tunelake"}}}
+        ]
+    users = {doc["metadata"]["name"]: doc for doc in strimzi["KafkaUser"]}
+    chart = yaml.safe_load((DEPLOY / "helm" / "tunelake" / "values.yaml").read_text())
+    logins = chart["secrets"]["kafka"]
+    # Each workload's login is a KafkaUser, whose password Strimzi writes into a Secret of
+    # the user's name (key `password`).
+    assert {login["username"] for login in logins.values()} == set(users)
+    for login in logins.values():
+        assert login["existingSecret"] == login["username"] and login["passwordKey"] == "password"
+    for name, user in users.items():
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512", name
+
+    def grants(user: str) -> dict[str, set[str]]:
+        acls = users[user]["spec"]["authorization"]["acls"]
+        return {
+            f"{acl['resource']['type']}:{acl['resource'].get('name', '')}": set(acl["operations"])
+            for acl in acls
+        }
+
+    settings = Settings(_env_file=None)
+    service = grants(logins["service"]["username"])
+    spark = grants(logins["spark"]["username"])
+    published = {
+        settings.topic_recommendation_events,
+        settings.topic_listening_history,
+        settings.topic_recommendation_feedback,
+    }
+    assert {k for k, ops in service.items() if "Write" in ops} == {f"topic:{t}" for t in published}
+    assert not any("Read" in ops for ops in service.values())
+    assert {k for k, ops in spark.items() if "Read" in ops and k.startswith("topic:")} == {
+        f"topic:{t}" for t in settings.topics
+    }
+    assert not any("Write" in ops for ops in spark.values())
+    assert "group:spark-kafka-source" in spark
+
+
+def test_local_and_compose_kafka_stay_plain() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.kafka_security_protocol == "PLAINTEXT" and not settings.kafka_uses_sasl
+    from tunelake.clients import kafka_auth, spark_kafka_options
+
+    assert kafka_auth(settings) == {}
+    assert spark_kafka_options(settings) == {
+        "kafka.bootstrap.servers": settings.kafka_bootstrap_servers
+    }
+
+
+def test_sasl_settings_reach_every_kafka_client() -> None:
+    from tunelake.clients import kafka_auth, spark_kafka_options
+
+    settings = Settings(
+        _env_file=None,
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_username="tunelake-kafka-spark",
+        kafka_sasl_password='p"a\\ss',
+    )
+    assert kafka_auth(settings) == {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "tunelake-kafka-spark",
+        "sasl_plain_password": 'p"a\\ss',
+    }
+    options = spark_kafka_options(settings)
+    assert options["kafka.security.protocol"] == "SASL_PLAINTEXT"
+    assert options["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
+    # JAAS: quoted values, the password's quote and backslash escaped.
+    assert options["kafka.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="tunelake-kafka-spark" password="p\\"a\\\\ss";'
+    )
+    with pytest.raises(ValueError, match="TUNELAKE_KAFKA_SASL_USERNAME"):
+        Settings(_env_file=None, kafka_security_protocol="SASL_SSL")

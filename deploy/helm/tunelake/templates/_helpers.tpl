@@ -51,36 +51,99 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/*
-The settings every tunelake container gets, as `env` items: the secret ones (the
-credentials and every SecretStr setting) from the existing Secrets named in .Values.secrets (the rest come from the settings ConfigMap,
-loaded with `envFrom`).
+The secret settings of one workload, as `env` items: call with (dict "ctx" $ "workload"
+"service"|"spark"|"jupyter"). Each workload gets only the Secrets it uses (as
+tunelake.settings.WORKLOAD_SECRETS lists them); TUNELAKE_WORKLOAD tells tunelake which, so
+the secrets it does not get stay empty. The non-secret settings come from the settings
+ConfigMap, loaded with `envFrom`.
 */}}
 {{- define "tunelake.secretEnv" -}}
+{{- $v := .ctx.Values }}
+{{- $s := $v.secrets }}
+- name: TUNELAKE_WORKLOAD
+  value: {{ .workload | quote }}
 - name: TUNELAKE_S3_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ required "secrets.s3.existingSecret is required" .Values.secrets.s3.existingSecret }}
-      key: {{ .Values.secrets.s3.accessKeyKey }}
+      name: {{ required "secrets.s3.existingSecret is required" $s.s3.existingSecret }}
+      key: {{ $s.s3.accessKeyKey }}
 - name: TUNELAKE_S3_SECRET_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.secrets.s3.existingSecret }}
-      key: {{ .Values.secrets.s3.secretKeyKey }}
+      name: {{ $s.s3.existingSecret }}
+      key: {{ $s.s3.secretKeyKey }}
+{{- if eq .workload "spark" }}
 - name: TUNELAKE_POSTGRES_USER
   valueFrom:
     secretKeyRef:
-      name: {{ required "secrets.postgres.existingSecret is required" .Values.secrets.postgres.existingSecret }}
-      key: {{ .Values.secrets.postgres.usernameKey }}
+      name: {{ required "secrets.postgres.existingSecret is required" $s.postgres.existingSecret }}
+      key: {{ $s.postgres.usernameKey }}
 - name: TUNELAKE_POSTGRES_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.secrets.postgres.existingSecret }}
-      key: {{ .Values.secrets.postgres.passwordKey }}
+      name: {{ $s.postgres.existingSecret }}
+      key: {{ $s.postgres.passwordKey }}
+{{- end }}
+{{- if eq .workload "service" }}
 - name: TUNELAKE_API_KEYS
   valueFrom:
     secretKeyRef:
-      name: {{ required "secrets.service.existingSecret is required" .Values.secrets.service.existingSecret }}
-      key: {{ .Values.secrets.service.apiKeysKey }}
+      name: {{ required "secrets.service.existingSecret is required" $s.service.existingSecret }}
+      key: {{ $s.service.apiKeysKey }}
+{{- end }}
+{{- $kafka := get $s.kafka .workload }}
+{{- if and $kafka (hasPrefix "SASL_" (toString $v.settings.kafka_security_protocol)) }}
+- name: TUNELAKE_KAFKA_SASL_USERNAME
+  value: {{ required (printf "secrets.kafka.%s.username is required" .workload) $kafka.username | quote }}
+- name: TUNELAKE_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "secrets.kafka.%s.existingSecret is required" .workload) $kafka.existingSecret }}
+      key: {{ $kafka.passwordKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+The spec of a SparkApplication running a job of the registry (tunelake_ops/jobs.py) through
+/opt/tunelake/submit.py on the Spark image, as YAML: call with (dict "ctx" $ "name" NAME
+"job" JOB-VALUES). The chart's own applications and the template Airflow's Spark tasks fill
+(TUNELAKE_SPARK_DEPLOY=kubernetes) are both built here; a job with no `job` is that
+template (Airflow sets the arguments per task).
+*/}}
+{{- define "tunelake.sparkApplicationSpec" -}}
+{{- $ := .ctx }}
+{{- $job := .job }}
+{{- $podEnv := dict "envFrom" (include "tunelake.settingsEnvFrom" $ | fromYamlArray) "env" (include "tunelake.secretEnv" (dict "ctx" $ "workload" "spark") | fromYamlArray) }}
+{{- $podSecurity := dict "podSecurityContext" $.Values.podSecurityContext "securityContext" (dict "allowPrivilegeEscalation" false "capabilities" (dict "drop" (list "ALL"))) }}
+{{- $labels := dict "app.kubernetes.io/name" (include "tunelake.name" $) "app.kubernetes.io/instance" $.Release.Name "app.kubernetes.io/part-of" "tunelake" "app.kubernetes.io/component" "spark" "tunelake.dev/job" .name }}
+{{- $arguments := list }}
+{{- if $job.job }}
+{{- $arguments = prepend ($job.arguments | default list) $job.job }}
+{{- end }}
+{{- $spec := dict
+      "type" "Python"
+      "pythonVersion" "3"
+      "mode" "cluster"
+      "image" (include "tunelake.image" (dict "ctx" $ "name" "spark"))
+      "imagePullPolicy" $.Values.image.pullPolicy
+      "mainApplicationFile" "local:///opt/tunelake/submit.py"
+      "arguments" $arguments
+      "sparkVersion" $.Values.spark.version
+      "restartPolicy" $job.restartPolicy
+      "driver" (merge (dict "cores" $job.driver.cores "memory" $job.driver.memory "serviceAccount" (include "tunelake.sparkServiceAccount" $) "labels" $labels) $podEnv $podSecurity)
+      "executor" (merge (dict "cores" $job.executor.cores "memory" $job.executor.memory "instances" $job.executor.instances "labels" $labels) $podEnv $podSecurity)
+}}
+{{- if $.Values.imagePullSecrets }}
+{{- $pullSecrets := list }}
+{{- range $.Values.imagePullSecrets }}
+{{- $pullSecrets = append $pullSecrets .name }}
+{{- end }}
+{{- $_ := set $spec "imagePullSecrets" $pullSecrets }}
+{{- end }}
+{{- with $.Values.spark.sparkConf }}
+{{- $_ := set $spec "sparkConf" . }}
+{{- end }}
+{{- toYaml $spec }}
 {{- end }}
 
 {{- define "tunelake.settingsEnvFrom" -}}
