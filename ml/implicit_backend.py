@@ -11,15 +11,18 @@ How ``AlsParams`` (MLlib's meaning) map onto ``implicit``:
   ``|value|``). So the matrix holds ``sign(r) * (1 + params.alpha * |r|)`` and implicit's
   ``alpha`` stays 1: both solve the same weighted least squares per user and item. Pairs
   with ``r == 0`` carry no weight in MLlib beyond the regularisation count and are left out.
-- **regularisation**: MLlib adds ``reg_param * n`` to each user's (item's) system, ``n``
-  being that user's (item's) positive pairs; ``implicit`` adds one constant ``lambda`` on
-  both sides. Scores are unchanged by scaling user vectors by ``s`` and item vectors by
-  ``1 / s``, and the sum ``a * s^2 |X|^2 + b / s^2 |Y|^2`` is smallest at
-  ``2 sqrt(a b) |X| |Y|``: only the product of the two sides' weights matters. So
-  ``lambda = reg_param * sqrt(mean n per user * mean n per item)
-  = reg_param * positives / sqrt(users * items)``: MLlib's average penalty. What does not
-  carry over is its variation: MLlib regularises heavy users and popular items more than
-  ``lambda``, light ones less. ``make bench-ml`` measures what that costs in NDCG@10.
+- **regularisation**: MLlib adds ``reg_param * n`` to the system of each user (item) with
+  ``n`` positive pairs: its penalty ``reg_param * (sum_u n_u |x_u|^2 + sum_i n_i |y_i|^2)``
+  charges every pair for its user's and its item's vector. ``implicit`` charges one
+  constant ``lambda`` per vector. The constant is MLlib's ``reg_param * n`` averaged the
+  way that penalty is paid, per pair (``sum n^2 / sum n``: heavy users and popular items,
+  whose vectors are longest, count by their pairs), on each side; the two sides combine by
+  their geometric mean, since scaling user vectors by ``s`` and item vectors by ``1 / s``
+  leaves every score unchanged, so only the product of the two sides' weights matters. The
+  plain per-vector mean (``reg_param * pairs / users``) regularised less than MLlib and
+  scored 7% lower NDCG@10 in ``make bench-ml`` (docs/performance.md). What no constant
+  carries over is MLlib's variation: heavy users and popular items regularised more than
+  light ones.
 - **rank, max_iter**: ``factors`` and ``iterations``. ``implicit`` solves each row with
   three conjugate-gradient steps warm-started from the previous iteration (MLlib: an exact
   Cholesky solve), and starts from different random factors, so results differ in detail.
@@ -36,6 +39,8 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -65,14 +70,36 @@ def confidence_matrix(
     )
 
 
-def regularization(params: AlsParams, n_users: int, n_items: int, positives: int) -> float:
-    """implicit's constant ``lambda`` for MLlib's count-scaled ``reg_param`` (see above)."""
-    return params.reg_param * positives / math.sqrt(n_users * n_items)
+def regularization(params: AlsParams, user_pairs: np.ndarray, item_pairs: np.ndarray) -> float:
+    """implicit's constant ``lambda`` for MLlib's count-scaled ``reg_param`` (see above), from
+    the positive pairs of each user and of each item."""
+
+    def per_pair_mean(counts: np.ndarray) -> float:
+        counts = np.asarray(counts, dtype=np.float64)
+        return float((counts**2).sum() / counts.sum())
+
+    return params.reg_param * math.sqrt(per_pair_mean(user_pairs) * per_pair_mean(item_pairs))
+
+
+def numbered(ids: Sequence[str] | pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """The distinct ids in sorted order (UTF-8 byte order, as ``training_set.id_mapping``
+    numbers them in Spark) and each row's number among them. Arrow's dictionary encoding:
+    sorting a few thousand distinct ids, not a string per row (np.unique took seconds)."""
+    if isinstance(ids, pa.ChunkedArray):
+        column = ids.combine_chunks()
+    else:
+        column = pa.array(ids, pa.string())
+    encoded = pc.dictionary_encode(column)
+    order = pc.array_sort_indices(encoded.dictionary).to_numpy()
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    rows = position[encoded.indices.to_numpy(zero_copy_only=False)]
+    return encoded.dictionary.take(pa.array(order)).to_pylist(), rows
 
 
 def fit(
-    user_ids: Sequence[str],
-    track_ids: Sequence[str],
+    user_ids: Sequence[str] | pa.ChunkedArray,
+    track_ids: Sequence[str] | pa.ChunkedArray,
     preferences: np.ndarray,
     params: AlsParams,
     seed: int = SEED,
@@ -87,11 +114,16 @@ def fit(
 
     if len(user_ids) == 0:
         raise ValueError("no training interactions: nothing to train on")
-    users, user_index = np.unique(np.asarray(user_ids, dtype=str), return_inverse=True)
-    items, item_index = np.unique(np.asarray(track_ids, dtype=str), return_inverse=True)
+    users, user_index = numbered(user_ids)
+    items, item_index = numbered(track_ids)
     r = np.asarray(preferences, dtype=np.float64)
     matrix = confidence_matrix(len(users), len(items), user_index, item_index, r, params.alpha)
-    lam = regularization(params, len(users), len(items), int((r > 0).sum()))
+    positive = r > 0
+    lam = regularization(
+        params,
+        np.bincount(user_index[positive], minlength=len(users)),
+        np.bincount(item_index[positive], minlength=len(items)),
+    )
     started = time.monotonic()
     with threadpool_limits(limits=1, user_api="blas"):
         als = AlternatingLeastSquares(
@@ -114,8 +146,8 @@ def fit(
     )
     return AlsModel(
         params=params,
-        user_ids=users.tolist(),
-        item_ids=items.tolist(),
+        user_ids=users,
+        item_ids=items,
         user_factors=np.ascontiguousarray(als.user_factors, dtype=np.float32),
         item_factors=np.ascontiguousarray(als.item_factors, dtype=np.float32),
         seen=Interactions.from_pairs(len(users), user_index, item_index, r),
@@ -129,8 +161,8 @@ def train(training: DataFrame, params: AlsParams, seed: int = SEED, threads: int
         "user_id", "track_id", F.col("confidence").cast("double").alias("confidence")
     ).toArrow()
     return fit(
-        table.column("user_id").to_pylist(),
-        table.column("track_id").to_pylist(),
+        table.column("user_id"),
+        table.column("track_id"),
         table.column("confidence").to_numpy(),
         params,
         seed,

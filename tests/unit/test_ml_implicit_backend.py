@@ -55,8 +55,20 @@ def test_confidence_and_regularisation_follow_mllib():
     # 1 + alpha * r for a positive r; a negative r keeps preference 0 with weight 1 + alpha|r|
     # (implicit's sign convention); r == 0 is left out.
     assert matrix.toarray().tolist() == [[21.0, 0.0, -11.0], [0.0, 0.0, 0.0]]
-    # reg_param times the geometric mean of positives per user (6 / 2) and per item (6 / 3).
-    assert implicit_backend.regularization(PARAMS, 2, 3, 6) == pytest.approx(0.1 * 6**0.5)
+    # reg_param times the geometric mean of each side's positives per pair: users with 3
+    # and 1 pairs average (3 * 3 + 1 * 1) / 4 = 2.5 per pair; items with 2, 1, 1: 1.5.
+    lam = implicit_backend.regularization(PARAMS, np.array([3, 1]), np.array([2, 1, 1]))
+    assert lam == pytest.approx(0.1 * (2.5 * 1.5) ** 0.5)
+    # Equal counts: every pair pays the same, and lambda is MLlib's reg_param * n.
+    assert implicit_backend.regularization(PARAMS, np.full(4, 5), np.full(2, 10)) == pytest.approx(
+        0.1 * (5 * 10) ** 0.5
+    )
+
+
+def test_ids_are_numbered_in_byte_order_as_spark_numbers_them():
+    ids, rows = implicit_backend.numbered(["b", "é", "a", "b", "Z"])
+    assert ids == ["Z", "a", "b", "é"]
+    assert rows.tolist() == [2, 3, 1, 2, 0]
 
 
 def test_train_takes_the_spark_training_set(spark):
