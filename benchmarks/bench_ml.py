@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +46,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ingestion.generator import build_world, history
+from ingestion.generator import World, build_world, history
 from ingestion.producer import EventProducer
 from ml import als, implicit_backend, registry, training_set
 from ml.gate import GateDecision
@@ -66,24 +68,42 @@ LOADGEN_DIR = Path(__file__).parent / "loadgen"
 # --- training ---------------------------------------------------------------------------
 
 
-def generator_listens(users: int, tracks: int, days: int) -> pa.Table:
-    """Silver ``listens`` columns of ``days`` of generator plays with planted tastes."""
-    world = build_world(users, tracks, seed=3)
+def _listens_of(world: World, days: int, seed: int) -> pa.Table:
     user_ids, track_ids, played_at, ms_played = [], [], [], []
-    for user, play in history(world, days, NOW, seed=11):
+    for user, play in history(world, days, NOW, seed=seed):
         user_ids.append(user)
         track_ids.append(play["track_id"])
         played_at.append(datetime.fromisoformat(play["played_at"]))
         ms_played.append(play["ms_played"])
     return pa.table(
         {
-            "event_id": [f"ev-{i}" for i in range(len(user_ids))],
             "user_id": user_ids,
             "track_id": track_ids,
             "played_at": pa.array(played_at, pa.timestamp("us", tz="UTC")),
             "ms_played": pa.array(ms_played, pa.int64()),
         }
     )
+
+
+def generator_listens(users: int, tracks: int, days: int, workers: int = 2) -> pa.Table:
+    """Silver ``listens`` columns of ``days`` of generator plays with planted tastes, the
+    users split over ``workers`` processes (one world, each part its own random stream)."""
+    world = build_world(users, tracks, seed=3)
+    bounds = np.linspace(0, users, workers + 1).astype(int)
+    parts = [
+        replace(
+            world,
+            user_ids=world.user_ids[a:b],
+            tastes=world.tastes[a:b],
+            activity=world.activity[a:b],
+        )
+        for a, b in itertools.pairwise(bounds)
+    ]
+    with ProcessPoolExecutor(workers) as pool:
+        tables = list(pool.map(_listens_of, parts, [days] * workers, range(11, 11 + workers)))
+    table = pa.concat_tables(tables)
+    events = pa.array([f"ev-{i}" for i in range(table.num_rows)])
+    return table.add_column(0, "event_id", events)
 
 
 def interactions_of(listens: DataFrame) -> DataFrame:
