@@ -1,20 +1,30 @@
 """Task factories for the DAG files, so that a DAG file only wires tasks.
 
-Every Spark task is a ``SparkSubmitOperator`` running ``tunelake_ops/submit.py`` with a
-job of ``tunelake_ops.jobs``. The Spark master comes from the Airflow connection
-``tunelake_spark`` (``local[2]`` on the local stack; a cluster URL elsewhere); the jars come
-from settings; secrets reach the job through its environment, never its command line.
+Every Spark task runs ``tunelake_ops/submit.py`` with a job of ``tunelake_ops.jobs``, in one
+of two ways (``TUNELAKE_SPARK_DEPLOY``):
+
+- ``submit`` (local stack, compose): a ``SparkSubmitOperator``; the Spark master comes from
+  the Airflow connection ``tunelake_spark`` (``local[2]`` on the local stack, the compose
+  Spark master in compose), the jars from settings.
+- ``kubernetes``: a ``SparkKubernetesOperator`` creating a SparkApplication on the Spark
+  image through the Kubernetes connection ``tunelake_spark``. The application is the
+  template the tunelake chart renders with the same spec as its own applications
+  (``TUNELAKE_SPARK_APPLICATION_TEMPLATE``), with this task's job as its arguments.
+
+Secrets reach the job through its environment, never its command line.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-
-from tunelake.settings import get_settings
+from tunelake.settings import Settings, SparkDeploy, get_settings
 from tunelake_ops.airflow_env import SPARK_CONNECTION
 from tunelake_ops.jobs import SUBMIT_APP
+
+if TYPE_CHECKING:
+    from airflow.models import BaseOperator
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",
@@ -29,17 +39,55 @@ TO_DATE = (
 )
 
 
-def tunelake_spark_task(task_id: str, *command: str) -> SparkSubmitOperator:
-    """A Spark task running ``tunelake <command>`` through spark-submit."""
+def tunelake_spark_task(task_id: str, *command: str) -> BaseOperator:
+    """A Spark task running the job ``command`` (e.g. ``"silver", "stage", ...``)."""
     settings = get_settings()
+    if settings.spark_deploy is SparkDeploy.KUBERNETES:
+        return _spark_application_task(settings, task_id, list(command))
+    return _spark_submit_task(settings, task_id, list(command))
+
+
+def _spark_submit_task(settings: Settings, task_id: str, command: list[str]) -> BaseOperator:
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
     jars = settings.spark_jar_list()
     return SparkSubmitOperator(
         task_id=task_id,
         conn_id=SPARK_CONNECTION,
         application=str(SUBMIT_APP),
-        application_args=list(command),
+        application_args=command,
         name=f"tunelake-{task_id}",
         jars=",".join(jars) if jars else None,
         driver_memory=settings.spark_driver_memory,
         conf={"spark.sql.session.timeZone": "UTC", "spark.log.level": "WARN"},
+    )
+
+
+def spark_application(settings: Settings, task_id: str, command: list[str]) -> dict:
+    """The SparkApplication a Kubernetes task creates: the chart's template running
+    ``submit.py <command>`` (Jinja in ``command`` is rendered by Airflow at run time)."""
+    template = settings.spark_application()
+    return template | {
+        # The operator adds a random suffix per run; Kubernetes names take no underscores.
+        "metadata": template["metadata"] | {"name": f"tunelake-{task_id.replace('_', '-')}"},
+        "spec": template["spec"] | {"arguments": command},
+    }
+
+
+def _spark_application_task(settings: Settings, task_id: str, command: list[str]) -> BaseOperator:
+    from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import (
+        SparkKubernetesOperator,
+    )
+
+    application = spark_application(settings, task_id, command)
+    return SparkKubernetesOperator(
+        task_id=task_id,
+        kubernetes_conn_id=SPARK_CONNECTION,
+        namespace=application["metadata"]["namespace"],
+        template_spec={"spark": application},
+        # The driver's log becomes the task's log; the application is deleted when done
+        # (the operator keeps no history: Airflow's task log is the record).
+        get_logs=True,
+        delete_on_termination=True,
+        log_events_on_failure=True,
     )

@@ -63,3 +63,40 @@ def test_dag_files_hold_no_business_logic():
         source = path.read_text()
         assert "def " not in source, f"{path.name} defines functions: move them to a module"
         assert "pyspark" not in source and "spark_jobs" not in source, path.name
+
+
+def test_on_kubernetes_every_spark_task_creates_an_application_of_a_registered_job(monkeypatch):
+    """TUNELAKE_SPARK_DEPLOY=kubernetes: the same DAGs, each task a SparkApplication from the
+    template (the chart renders the real one; tests/deploy checks it), running its job."""
+    import json
+
+    from airflow.providers.cncf.kubernetes.operators.spark_kubernetes import (
+        SparkKubernetesOperator,
+    )
+
+    from tunelake.settings import get_settings
+
+    template = {
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "SparkApplication",
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": {"mainApplicationFile": "local:///opt/tunelake/submit.py", "arguments": []},
+    }
+    monkeypatch.setenv("TUNELAKE_SPARK_DEPLOY", "kubernetes")
+    monkeypatch.setenv("TUNELAKE_SPARK_APPLICATION_TEMPLATE", json.dumps(template))
+    get_settings.cache_clear()
+    try:
+        bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert bag.import_errors == {}
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            assert isinstance(task, SparkKubernetesOperator)
+            assert task.kubernetes_conn_id == SPARK_CONNECTION and task.namespace == "ns"
+            app = task.template_spec["spark"]
+            assert app["metadata"]["name"] == "tunelake-" + task.task_id.replace("_", "-")
+            assert app["spec"]["mainApplicationFile"] == template["spec"]["mainApplicationFile"]
+            command = app["spec"]["arguments"]
+            assert command[0] in JOBS, command
