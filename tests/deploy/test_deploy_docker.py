@@ -2,20 +2,18 @@
 
 No Docker engine here, so images are not built (CI's `images` job builds them): the
 Dockerfiles are linted by hadolint, checked for pinned bases, a non-root user and no baked
-secrets; the scripts are linted by shellcheck and their behaviour is run for real with
-stand-ins for Spark, Java and the service.
+secrets; the scripts are linted by shellcheck and the Spark entrypoint is run for real with
+stand-ins for Spark and Java (the deploy and smoke-test scripts: test_deploy_release.py).
 """
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -344,88 +342,3 @@ def test_entrypoint_passes_other_commands_through(fake_spark: dict[str, str]) ->
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ran ['x']"
     assert run_entrypoint(fake_spark).returncode == 64
-
-
-# --- scripts/smoke-test.sh against a local stand-in of the service ------------------------
-
-
-SMOKE_KEY = "smoke-read-key"
-
-
-class _FakeService(http.server.BaseHTTPRequestHandler):
-    recommendations_status = 200
-
-    def do_GET(self) -> None:
-        if self.path == "/readyz":
-            self._send(200, b'{"status": "ready"}')
-        elif re.fullmatch(r"/users/[^/]+/recommendations", self.path):
-            if self.headers.get("X-API-Key") != SMOKE_KEY:
-                self._send(401, b'{"detail": "missing or unknown X-API-Key header"}')
-                return
-            status = type(self).recommendations_status
-            self._send(status, json.dumps({"items": [{"track_id": "t1"}]}).encode())
-        else:
-            self._send(404, b"{}")
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def fake_service() -> Iterator[tuple[str, type[_FakeService]]]:
-    handler = type("Handler", (_FakeService,), {})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def run_smoke(
-    url: str, timeout_s: int = 6, api_key: str = SMOKE_KEY
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(ROOT / "scripts" / "smoke-test.sh"), url, "u-42"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "SMOKE_TIMEOUT": str(timeout_s), "SMOKE_API_KEY": api_key},
-    )
-
-
-def test_smoke_test_passes_on_a_ready_service(fake_service: tuple[str, type]) -> None:
-    url, _ = fake_service
-    result = run_smoke(url)
-    assert result.returncode == 0, result.stderr
-    assert "/users/u-42/recommendations 200" in result.stdout
-
-
-def test_smoke_test_fails_when_recommendations_fail(fake_service: tuple[str, type]) -> None:
-    url, handler = fake_service
-    handler.recommendations_status = 503
-    result = run_smoke(url)
-    assert result.returncode == 1
-    assert "answered 503" in result.stderr
-
-
-def test_smoke_test_sends_the_api_key(fake_service: tuple[str, type]) -> None:
-    url, _ = fake_service
-    result = run_smoke(url, api_key="not-a-key")
-    assert result.returncode == 1
-    assert "answered 401" in result.stderr
-
-
-def test_smoke_test_gives_up_on_a_service_that_never_gets_ready() -> None:
-    result = run_smoke("http://127.0.0.1:9", timeout_s=1)  # discard port: nothing listens
-    assert result.returncode == 1
-    assert "did not answer 200 in time" in result.stderr

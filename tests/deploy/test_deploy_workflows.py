@@ -81,9 +81,33 @@ def test_ci_lints_tests_and_builds_without_pushing() -> None:
             assert step["with"]["push"] is False
 
 
+def test_deploy_runs_only_after_ci_passed_on_the_same_commit() -> None:
+    deploy = load_workflow("deploy.yml")
+    ci = load_workflow("ci.yml")
+    # Only a finished run of the CI workflow on main starts it: no push or manual trigger.
+    assert set(deploy["on"]) == {"workflow_run"}
+    trigger = deploy["on"]["workflow_run"]
+    assert trigger["workflows"] == [ci["name"]] and trigger["types"] == ["completed"]
+    assert trigger["branches"] == ["main"]
+    gate = " ".join(deploy["jobs"]["images"]["if"].split())
+    assert "github.event.workflow_run.conclusion == 'success'" in gate
+    assert "github.event.workflow_run.event == 'push'" in gate, "not a pull request's CI run"
+    assert "head_repository.full_name == github.repository" in gate, "not a fork's"
+    # Every later job waits for the gated one.
+    assert deploy["jobs"]["staging"]["needs"] == "images"
+    # What is built, tagged and deployed is the commit CI tested, not main's newest.
+    assert deploy["env"]["DEPLOY_SHA"] == "${{ github.event.workflow_run.head_sha }}"
+    for name, job in deploy["jobs"].items():
+        checkouts = [
+            s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/checkout")
+        ]
+        assert [c["with"]["ref"] for c in checkouts] == ["${{ env.DEPLOY_SHA }}"], name
+        text = yaml.safe_dump(job)
+        assert "github.sha" not in text and "GITHUB_SHA" not in text, name
+
+
 def test_deploy_goes_staging_then_approved_production() -> None:
     deploy = load_workflow("deploy.yml")
-    assert deploy["on"]["push"]["branches"] == ["main"]
     jobs = deploy["jobs"]
     assert jobs["images"]["permissions"]["packages"] == "write"
     pushes = [
@@ -92,15 +116,33 @@ def test_deploy_goes_staging_then_approved_production() -> None:
         if str(s.get("uses", "")).startswith("docker/build-push-action")
     ]
     assert pushes and all(s["with"]["push"] is True for s in pushes)
+    assert all(p["with"]["tags"].endswith(":${{ env.DEPLOY_SHA }}") for p in pushes)
     assert jobs["staging"]["needs"] == "images"
     assert jobs["staging"]["environment"] == "staging"
     assert jobs["production"]["needs"] == "staging"
     assert jobs["production"]["environment"] == "production"
     for env in ("staging", "production"):
-        text = steps_text(jobs[env])
-        assert f"scripts/deploy-release.sh {env} " in text
-        assert "helm upgrade --install airflow" in text
+        (step,) = [s for s in jobs[env]["steps"] if "deploy-release.sh" in str(s.get("run"))]
+        assert step["run"] == f'scripts/deploy-release.sh {env} "$PREFIX" "$DEPLOY_SHA"'
+        assert {"AIRFLOW_CHART_REPO", "AIRFLOW_CHART_VERSION", "SMOKE_API_KEY"} <= set(step["env"])
     assert deploy["concurrency"]["cancel-in-progress"] is False
+
+
+@pytest.mark.parametrize("workflow", ["ci.yml", "deploy.yml"])
+def test_every_action_is_pinned_to_a_commit(workflow: str) -> None:
+    text = (WORKFLOWS / workflow).read_text()
+    uses = re.findall(r"^\s*-?\s*uses:\s*(\S+)(.*)$", text, re.MULTILINE)
+    assert uses
+    for action, comment in uses:
+        name, _, ref = action.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{workflow}: {action} is not pinned to a commit"
+        assert re.fullmatch(r"\s*# v\d+(\.\d+)*", comment), f"{workflow}: {name} names no release"
+    # One action, one commit across the workflows.
+    pins: dict[str, set[str]] = {}
+    for name in ("ci.yml", "deploy.yml"):
+        for action in re.findall(r"uses:\s*(\S+)", (WORKFLOWS / name).read_text()):
+            pins.setdefault(action.split("@")[0], set()).add(action.split("@")[1])
+    assert all(len(refs) == 1 for refs in pins.values()), pins
 
 
 def test_workflows_use_the_tool_versions_the_tests_use(repo_root: Path) -> None:
@@ -139,6 +181,7 @@ def test_deploy_script_deploys_the_chart_and_values_that_exist(repo_root: Path) 
     script = (repo_root / "scripts" / "deploy-release.sh").read_text()
     assert 'chart="$repo_root/deploy/helm/tunelake"' in script
     assert 'values="$chart/values-$environment.yaml"' in script
+    assert '"$repo_root/deploy/values/airflow.yaml"' in script
     for env in ("staging", "production"):
         assert (repo_root / "deploy" / "helm" / "tunelake" / f"values-{env}.yaml").is_file()
     assert "helm rollback" in script and "--rollback-on-failure" in script
