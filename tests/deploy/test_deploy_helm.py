@@ -487,3 +487,28 @@ def test_network_policies_admit_only_what_must_talk(
     store = policies["tunelake-object-store"]
     assert store["podSelector"]["matchLabels"] == {"v1.min.io/tenant": "lakehouse"}
     assert [p["port"] for r in store["ingress"] for p in r["ports"]] == [9000]
+
+
+def test_a_workload_without_a_secret_gets_it_empty_and_a_local_default_is_still_refused(
+    settings_from_env: Callable[[dict[str, str]], object],
+) -> None:
+    from pydantic import ValidationError
+
+    from tunelake.settings import LOCAL_SECRET_DEFAULTS
+
+    base = {"TUNELAKE_ENVIRONMENT": "production", "TUNELAKE_WORKLOAD": "jupyter"}
+    settings = settings_from_env({**base, "TUNELAKE_S3_SECRET_KEY": "real"})
+    assert settings.api_keys.get_secret_value() == ""
+    assert settings.postgres_password.get_secret_value() == ""
+    # Its own secret missing: the local default, which production refuses.
+    with pytest.raises(ValidationError, match="TUNELAKE_S3_SECRET_KEY"):
+        settings_from_env(base)
+    # A secret it does not use but was given the local default of: refused too.
+    with pytest.raises(ValidationError, match="TUNELAKE_API_KEYS"):
+        settings_from_env(
+            {
+                **base,
+                "TUNELAKE_S3_SECRET_KEY": "real",
+                "TUNELAKE_API_KEYS": LOCAL_SECRET_DEFAULTS["api_keys"],
+            }
+        )
