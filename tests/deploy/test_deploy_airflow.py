@@ -221,7 +221,10 @@ def test_airflows_worker_may_manage_spark_applications(
     assert {"create", "get", "watch", "delete"} <= grants[
         ("sparkoperator.k8s.io", "sparkapplications")
     ]
-    assert "get" in grants[("", "pods/log")] and "watch" in grants[("", "pods")]
+    assert "get" in grants[("", "pods/log")]
+    # Watching the driver, and labelling a finished one so that a retry does not reattach.
+    assert {"get", "watch", "patch"} <= grants[("", "pods")]
+    assert "create" not in grants[("", "pods")], "the Spark Operator creates the pods"
     assert not any("*" in verbs for verbs in grants.values())
 
 
