@@ -31,12 +31,16 @@ DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=2),
 }
-# The ingest-date range a run covers: the backfill params, else the run's data interval.
-FROM_DATE = "{{ params.start or (data_interval_start or dag_run.run_after).strftime('%Y-%m-%d') }}"
-TO_DATE = (
-    "{{ params.end or params.start or (data_interval_start or dag_run.run_after)"
-    ".strftime('%Y-%m-%d') }}"
+# The ingest-date range a run covers: the backfill params; else, for a scheduled run, the
+# day that just finished (a daily run at 00:00 of D covers D-1: Airflow 3 runs a cron schedule
+# at its interval's end, and data_interval_end is that moment with or without
+# create_cron_data_intervals); else (a manual run) the day it runs on.
+_RUN_DAY = (
+    "((data_interval_end - macros.timedelta(days=1)) if dag_run.run_type == 'scheduled'"
+    " else dag_run.run_after).strftime('%Y-%m-%d')"
 )
+FROM_DATE = "{{ params.start or " + _RUN_DAY + " }}"
+TO_DATE = "{{ params.end or params.start or " + _RUN_DAY + " }}"
 
 
 def tunelake_spark_task(task_id: str, *command: str) -> BaseOperator:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -100,3 +102,40 @@ def test_on_kubernetes_every_spark_task_creates_an_application_of_a_registered_j
             assert app["spec"]["mainApplicationFile"] == template["spec"]["mainApplicationFile"]
             command = app["spec"]["arguments"]
             assert command[0] in JOBS, command
+
+
+@pytest.mark.parametrize(
+    ("run_type", "interval_end", "params", "expected"),
+    [
+        # Airflow 3's default cron timetable: the 00:00 run of Nov 30 covers Nov 29.
+        ("scheduled", datetime(2026, 11, 30, tzinfo=UTC), {}, ("2026-11-29", "2026-11-29")),
+        # A manual run covers the day it runs on (the local pipeline and the UI test).
+        ("manual", None, {}, ("2026-11-30", "2026-11-30")),
+        # A backfill names its days.
+        (
+            "manual",
+            None,
+            {"start": "2026-11-01", "end": "2026-11-03"},
+            ("2026-11-01", "2026-11-03"),
+        ),
+        ("manual", None, {"start": "2026-11-01"}, ("2026-11-01", "2026-11-01")),
+    ],
+)
+def test_silver_covers_the_finished_day_when_scheduled(run_type, interval_end, params, expected):
+    from types import SimpleNamespace
+
+    from jinja2 import Environment, StrictUndefined
+
+    from tunelake_ops.airflow_tasks import FROM_DATE, TO_DATE
+
+    context = {
+        "params": {"start": None, "end": None} | params,
+        "dag_run": SimpleNamespace(
+            run_type=run_type, run_after=datetime(2026, 11, 30, 14, 5, tzinfo=UTC)
+        ),
+        "data_interval_end": interval_end,
+        "macros": SimpleNamespace(timedelta=timedelta),
+    }
+    env = Environment(undefined=StrictUndefined)
+    rendered = tuple(env.from_string(t).render(context) for t in (FROM_DATE, TO_DATE))
+    assert rendered == expected
