@@ -4,7 +4,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
-from tunelake_ops.airflow_tasks import DEFAULT_ARGS, tunelake_spark_task
+from tunelake_ops.airflow_tasks import DEFAULT_ARGS, register_in_trino_task, tunelake_spark_task
 
 with DAG(
     dag_id="bronze_catchup",
@@ -16,4 +16,4 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["tunelake", "bronze"],
 ):
-    tunelake_spark_task("bronze_once", "bronze", "--once")
+    tunelake_spark_task("bronze_once", "bronze", "--once") >> register_in_trino_task()

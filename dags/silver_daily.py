@@ -1,4 +1,5 @@
-"""Daily Silver: validate Bronze -> stage Silver -> validate Silver -> publish.
+"""Daily Silver: validate Bronze -> stage Silver -> validate Silver -> publish -> register
+new tables in Trino.
 
 Covers the Bronze rows ingested on the run's day, or on [start, end] when triggered with
 those params (a backfill). Re-running a day rewrites the same rows.
@@ -8,7 +9,13 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param, chain
 
-from tunelake_ops.airflow_tasks import DEFAULT_ARGS, FROM_DATE, TO_DATE, tunelake_spark_task
+from tunelake_ops.airflow_tasks import (
+    DEFAULT_ARGS,
+    FROM_DATE,
+    TO_DATE,
+    register_in_trino_task,
+    tunelake_spark_task,
+)
 from tunelake_ops.pipeline import SILVER_STAGES
 
 with DAG(
@@ -41,5 +48,6 @@ with DAG(
                 stage.replace("-", "_"), "silver", stage, "--from", FROM_DATE, "--to", TO_DATE
             )
             for stage in SILVER_STAGES
-        ]
+        ],
+        register_in_trino_task(),
     )

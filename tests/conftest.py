@@ -87,3 +87,9 @@ def postgres(settings: Settings) -> Settings:
 def registry(settings: Settings) -> Settings:
     require_service(settings, "registry")
     return settings
+
+
+@pytest.fixture(scope="session")
+def trino(settings: Settings) -> Settings:
+    require_service(settings, "trino")
+    return settings

@@ -64,6 +64,8 @@ def throwaway_lake(monkeypatch, prefix: str, **settings: str) -> Iterator[Settin
     overrides = {
         "lakehouse_bucket": f"{prefix.replace('_', '-')}-{suffix}",
         "models_bucket": f"{prefix.replace('_', '-')}-models-{suffix}",
+        # Its tables, once registered in Trino, go to schemas of its own.
+        "trino_schema_prefix": f"{prefix.replace('-', '_')}_{suffix}_",
         **{STREAMS[s].topic_setting: f"{prefix}_{s.value}_{suffix}" for s in Stream},
         **settings,
     }
@@ -81,6 +83,7 @@ def throwaway_lake(monkeypatch, prefix: str, **settings: str) -> Iterator[Settin
         admin.close()
         drop_bucket(lake, lake.lakehouse_bucket)
         drop_bucket(lake, lake.models_bucket)
+        forget_in_trino(lake)
 
 
 def two_taste_model(flipped: bool = False) -> AlsModel:
@@ -98,3 +101,16 @@ def two_taste_model(flipped: bool = False) -> AlsModel:
         item_factors=items,
         seen=seen,
     )
+
+
+def forget_in_trino(settings: Settings) -> None:
+    """Unregister a throwaway lake's tables from Trino and drop its schemas (the schemas
+    of ``trino_schema_prefix``); the data stays where it is."""
+    from tunelake_ops.trino import query
+
+    prefix = settings.trino_schema_prefix
+    schemas = {row[0] for row in query(settings, "SHOW SCHEMAS FROM delta").rows}
+    for schema in sorted({f"{prefix}bronze", f"{prefix}silver"} & schemas):
+        for (table,) in query(settings, f"SHOW TABLES FROM delta.{schema}").rows:
+            query(settings, f"CALL delta.system.unregister_table('{schema}', '{table}')")
+        query(settings, f"DROP SCHEMA delta.{schema}")

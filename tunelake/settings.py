@@ -108,6 +108,12 @@ class Settings(BaseSettings):
 
     # Schema registry (Confluent-compatible REST API)
     schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+    # Trino: the analysts' SQL engine over the lake (catalog `delta`). Bronze and Silver
+    # tables are registered in the schemas `<prefix>bronze` and `<prefix>silver`.
+    trino_url: str = "http://127.0.0.1:8090"
+    trino_user: str = "tunelake"
+    trino_catalog: str = "delta"
+    trino_schema_prefix: str = ""
 
     # S3 object store (SeaweedFS locally, MinIO in docker-compose, any S3 in production)
     s3_endpoint_url: str = "http://127.0.0.1:8333"

@@ -11,7 +11,9 @@ of two ways (``TUNELAKE_SPARK_DEPLOY``):
   template the tunelake chart renders with the same spec as its own applications
   (``TUNELAKE_SPARK_APPLICATION_TEMPLATE``), with this task's job as its arguments.
 
-Secrets reach the job through its environment, never its command line.
+Secrets reach the job through its environment, never its command line. The one task that
+is not Spark's, ``register_in_trino_task``, registers the lake's new tables in Trino after a
+publication (an HTTP call from the Airflow worker).
 """
 
 from __future__ import annotations
@@ -95,3 +97,16 @@ def _spark_application_task(settings: Settings, task_id: str, command: list[str]
         delete_on_termination=True,
         log_events_on_failure=True,
     )
+
+
+def register_in_trino_task() -> BaseOperator:
+    """Registers in Trino every Bronze and Silver table it does not know yet (idempotent)."""
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    return PythonOperator(task_id="register_in_trino", python_callable=_register_in_trino)
+
+
+def _register_in_trino() -> list[str]:
+    from tunelake_ops.trino import register_tables
+
+    return register_tables(get_settings())

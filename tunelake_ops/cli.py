@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -241,6 +242,44 @@ def quality_quarantine(
         f"{moved.quarantine}; now repeat the run: "
         f"tunelake silver all --from {first} --to {last}"
     )
+
+
+class SqlFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def sql(
+    statement: Annotated[str, typer.Argument(help='e.g. "SELECT * FROM silver.listens LIMIT 5"')],
+    output: Annotated[SqlFormat, typer.Option("--format", help="How to print rows.")] = (
+        SqlFormat.table
+    ),
+) -> None:
+    """Run a statement on Trino (catalog TUNELAKE_TRINO_CATALOG) and print its rows."""
+    import csv
+    import json
+    import sys
+
+    from tunelake_ops.trino import TrinoError, query
+
+    try:
+        result = query(get_settings(), statement)
+    except TrinoError as exc:
+        raise _fail(exc) from None
+    if output is SqlFormat.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    elif output is SqlFormat.json:
+        for row in result.rows:
+            print(json.dumps(dict(zip(result.columns, row, strict=True))))
+    else:
+        table = Table(*result.columns)
+        for row in result.rows:
+            table.add_row(*("NULL" if v is None else str(v) for v in row))
+        Console().print(table)
 
 
 @app.command()

@@ -1,9 +1,10 @@
 """The batch chain the DAGs run, as one in-process call for scripts, CI and the demo.
 
-Bronze catch-up -> validate Bronze -> stage Silver -> validate Silver -> publish -> retrain
-the model (train, evaluate, register, promote if it passes the gate). The ``silver_daily``
-DAG runs the same Silver stages (``SILVER_STAGES``), one task each; ``bronze_catchup`` the
-first step; ``als_retrain`` the last.
+Bronze catch-up -> validate Bronze -> stage Silver -> validate Silver -> publish -> register
+the lake's new tables in Trino -> retrain the model (train, evaluate, register, promote if
+it passes the gate). The ``silver_daily`` DAG runs the same Silver stages
+(``SILVER_STAGES``), one task each; ``bronze_catchup`` the first step; ``als_retrain`` the
+last.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def run_pipeline(
     from spark_jobs.common.session import build_spark
     from spark_jobs.silver import build
     from spark_jobs.silver.tables import SILVER_TABLES
+    from tunelake_ops.trino import register_tables
 
     spark = build_spark(settings, "tunelake-pipeline")
     run = build.SilverRun.for_dates(start, end)
@@ -105,6 +107,7 @@ def run_pipeline(
     summary.staged_rows = {name: info["rows"] for name, info in manifest["tables"].items()}
     summary.quality += timed("validate silver", lambda: build.validate_silver(spark, settings, run))
     timed("publish", lambda: build.publish(spark, settings, run))
+    timed("register in Trino", lambda: register_tables(settings))
     summary.table_rows = {
         name: spark.read.format("delta").load(table.path(settings)).count()
         for name, table in SILVER_TABLES.items()

@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 
 from dq import reports as quality
 from ingestion.streams import STREAMS, Stream
+from ingestion.validity import SYNTHETIC_USER_PREFIX
 from spark_jobs.silver import aggregates, events
 from spark_jobs.silver.tables import EVENT_TABLES, SILVER_TABLES, Publish
 from tunelake.clients import s3_client
@@ -90,12 +91,14 @@ def _bronze_table(settings: Settings, stream: Stream) -> str:
 def bronze_slice(
     spark: SparkSession, settings: Settings, stream: Stream, run: SilverRun, version: int
 ) -> DataFrame:
-    """The rows of ``stream``'s Bronze table at ``version`` ingested in the run's dates."""
+    """The rows of ``stream``'s Bronze table at ``version`` ingested in the run's dates,
+    without the synthetic users' (the deploy smoke test's)."""
     return (
         spark.read.format("delta")
         .option("versionAsOf", version)
         .load(_bronze_table(settings, stream))
         .where(F.col("ingest_date").between(F.lit(run.start), F.lit(run.end)))
+        .where(~F.coalesce(F.col("user_id").startswith(SYNTHETIC_USER_PREFIX), F.lit(False)))
     )
 
 
@@ -442,10 +445,9 @@ def _publish_table(
         writer = staged.write.format("delta").mode("overwrite")
         if table.date_column:
             writer = writer.partitionBy(table.date_column)
-        if table.publish is Publish.UPSERT:
-            # Each run updates pairs spread over every file: deletion vectors let the MERGE
-            # mark the old rows instead of rewriting the whole table.
-            writer = writer.option("delta.enableDeletionVectors", "true")
+        # No deletion vectors, on any table: they would spare the interactions MERGE from
+        # rewriting the files it touches, but delta-rs (what pandas and Polars users read
+        # with) cannot read a table that has them.
         writer.save(path)
         return
     if manifest["tables"][name]["rows"] == 0 and table.publish is not Publish.REPLACE_DATES:

@@ -17,6 +17,8 @@ from typing import ClassVar
 
 import pytest
 
+from ingestion.validity import SYNTHETIC_USER_PREFIX
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,7 +172,7 @@ def test_deploy_installs_the_chart_before_airflow_then_checks(
     assert all("--rollback-on-failure" in u and "--wait" in u for u in upgrades)
     assert upgrades[1][upgrades[1].index("--version") :][:2] == ["--version", "1.2.3"]
     # The smoke test ran against the port-forward, as a synthetic user.
-    assert len(handler.users) == 1 and handler.users[0].startswith("synthetic-")
+    assert len(handler.users) == 1 and handler.users[0].startswith(SYNTHETIC_USER_PREFIX)
     assert "smoke: Bronze fresh" in result.stdout
 
 
@@ -285,7 +287,7 @@ def test_smoke_test_only_sends_synthetic_users(
     assert handler.users == []
     result = smoke(fakes, port)
     assert result.returncode == 0, result.stderr
-    assert handler.users[0].startswith("synthetic-smoke-")
+    assert handler.users[0].startswith(f"{SYNTHETIC_USER_PREFIX}smoke-")
 
 
 def test_smoke_test_gives_up_on_a_service_that_never_gets_ready(fakes: dict[str, str]) -> None:

@@ -21,7 +21,7 @@ from tunelake_ops.demo import run_demo
 
 
 @pytest.fixture
-def own_lake(kafka, s3, registry, monkeypatch) -> Iterator[Settings]:
+def own_lake(kafka, s3, registry, trino, monkeypatch) -> Iterator[Settings]:
     with throwaway_lake(
         monkeypatch,
         "e2e",

@@ -35,7 +35,7 @@ PLAYS: list[tuple] = []  # every play add_history wrote to the module's lake
 
 
 @pytest.fixture(scope="module")
-def lake(kafka, s3, registry) -> Iterator[Settings]:
+def lake(kafka, s3, registry, trino) -> Iterator[Settings]:
     """Buckets and topics of the module's own, in the environment too: the service and the
     `tunelake model` commands the last test starts use them."""
     with (

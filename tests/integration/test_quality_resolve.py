@@ -27,7 +27,7 @@ REASON = "hand-written 1999 play, see ticket 42"
 
 
 @pytest.fixture
-def lake(kafka, registry, s3, postgres, monkeypatch):
+def lake(kafka, registry, s3, postgres, trino, monkeypatch):
     with throwaway_lake(monkeypatch, "it_quality") as settings:
         monkeypatch.setattr(cli, "get_settings", lambda: settings)
         producer = EventProducer(settings)

@@ -8,15 +8,21 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import pyarrow.compute as pc
 import pytest
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, IntegerType, LongType
 
 from dq.reports import QualityGateError
 from ingestion.producer import EventProducer
 from ingestion.streams import STREAMS, Stream
+from ingestion.validity import SYNTHETIC_USER_PREFIX
 from spark_jobs.bronze.ingest import run as bronze
 from spark_jobs.silver import build
 from spark_jobs.silver.tables import SILVER_TABLES
 from tests.support import throwaway_lake
+from tunelake.clients import delta_table
+from tunelake_ops.trino import lake_tables, query, register_tables
 
 TODAY = datetime.now(UTC).date()
 
@@ -38,7 +44,7 @@ def listen(
 
 
 @pytest.fixture(scope="module")
-def lake(kafka, registry, s3):
+def lake(kafka, registry, s3, trino):
     with pytest.MonkeyPatch.context() as env, throwaway_lake(env, "it_silver") as settings:
         producer = EventProducer(settings)
         producer.register_schemas()
@@ -77,6 +83,8 @@ def test_build_then_rebuild_leaves_every_table_identical(spark, lake):
             listen("u1", "t1", now + timedelta(minutes=1), 200_000, request_id),
             listen("u1", "t3", now + timedelta(minutes=5), 1000),
             listen("u2", "t1", now + timedelta(minutes=7), 3000),
+            # The deploy smoke test's kind of user: in Bronze, never in Silver.
+            listen(f"{SYNTHETIC_USER_PREFIX}smoke", "t1", now + timedelta(minutes=8), 3000),
         ],
     )
     producer.publish(
@@ -89,6 +97,9 @@ def test_build_then_rebuild_leaves_every_table_identical(spark, lake):
     run_day(spark, settings)
 
     assert snapshot(spark, settings) == first
+    assert not any(SYNTHETIC_USER_PREFIX in str(row) for rows in first.values() for row in rows), (
+        "a synthetic user's event reached Silver"
+    )
     stats = {
         (r.date, r.track_id): r
         for r in spark.read.format("delta")
@@ -224,6 +235,33 @@ def test_nothing_is_staged_or_published_without_a_passing_validation_of_it(spark
     build.validate_silver(spark, settings, run)
     build.publish(spark, settings, run)
     assert gated_listens() == 1
+
+
+NUMERIC = (IntegerType, LongType, DoubleType)
+
+
+def test_every_table_reads_the_same_in_spark_trino_and_delta_rs(spark, lake):
+    """What analysts reach for: Trino (registered with no manual step) and delta-rs (pandas,
+    Polars) read every Bronze and Silver table with Spark's row counts and column totals."""
+    settings, _ = lake
+    registered = set(register_tables(settings))
+    tables = lake_tables(settings)
+    assert {f"{t.schema}.{t.name}" for t in tables} == registered
+    silver = f"{settings.trino_schema_prefix}silver"
+    assert {f"{silver}.{name}" for name in SILVER_TABLES} <= registered
+    assert register_tables(settings) == []  # registered once
+
+    for table in tables:
+        df = spark.read.format("delta").load(table.location.replace("s3://", "s3a://", 1))
+        numbers = [f.name for f in df.schema.fields if isinstance(f.dataType, NUMERIC)]
+        in_spark = list(df.agg(F.count("*"), *[F.sum(c) for c in numbers]).first())
+        sums = "".join(f", sum({c})" for c in numbers)
+        name = f"delta.{table.schema}.{table.name}"
+        [in_trino] = query(settings, f"SELECT count(*){sums} FROM {name}").rows
+        assert in_trino == pytest.approx(in_spark), table
+        arrow = delta_table(settings, table.location).to_pyarrow_table()
+        in_delta_rs = [arrow.num_rows, *(pc.sum(arrow[c]).as_py() for c in numbers)]
+        assert in_delta_rs == pytest.approx(in_spark), table
 
 
 def test_a_bad_bronze_batch_fails_validation_and_nothing_is_published(spark, lake):

@@ -22,6 +22,7 @@ REAL_SERVERS = {
     "s3": "weed mini",
     "postgres": "postgres",
     "registry": "java quarkus-run.jar",
+    "trino": "java io.trino.server.TrinoServer",
     "airflow-api-server": "airflow api_server",
     "airflow-scheduler": "airflow scheduler",
     "airflow-dag-processor": "airflow dag-processor",
@@ -42,6 +43,7 @@ def throwaway(tmp_path_factory):
         postgres_port=25432,
         schema_registry_url="http://127.0.0.1:28081/apis/ccompat/v7",
         airflow_port=28080,
+        trino_url="http://127.0.0.1:28090",
     )
     record: dict = {"settings": settings}
     yield record

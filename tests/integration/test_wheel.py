@@ -57,6 +57,7 @@ GROUP_MODULES = {
         "tunelake_ops.submit",
         "tunelake_ops.cli",
         "tunelake_ops.pipeline",
+        "tunelake_ops.trino",
     ),
     "airflow": (
         "tunelake",
@@ -64,6 +65,7 @@ GROUP_MODULES = {
         "tunelake_ops.airflow_env",
         "tunelake_ops.jobs",
         "tunelake_ops.pipeline",
+        "tunelake_ops.trino",
     ),
 }
 LOCAL_ONLY = (
@@ -190,7 +192,9 @@ def test_each_group_install_imports_its_modules_and_runs_its_commands(
         run([venv / "bin" / command[0], *command[1:]], cwd=tmp_path, env=env)
 
 
-def test_the_spark_install_runs_a_bronze_and_a_silver_job(installs, spark, monkeypatch, tmp_path):
+def test_the_spark_install_runs_a_bronze_and_a_silver_job(
+    installs, spark, trino, monkeypatch, tmp_path
+):
     venv = installs["spark"]
     jars = ",".join(Settings().spark_jar_list())  # what the Spark image bakes into Spark
     with throwaway_lake(monkeypatch, "wheel") as lake:

@@ -13,6 +13,8 @@ from tunelake_ops.airflow_env import DAGS_FOLDER, SPARK_CONNECTION
 from tunelake_ops.jobs import JOBS, SUBMIT_APP
 from tunelake_ops.pipeline import SILVER_STAGES
 
+REGISTER = "register_in_trino"
+
 
 @pytest.fixture(scope="module")
 def bag() -> DagBag:
@@ -34,10 +36,15 @@ def test_dags_are_tagged_retried_and_acyclic(bag):
             assert task.retries >= 2, (dag.dag_id, task.task_id)
 
 
+def spark_tasks(dag) -> list:
+    """Every task but the Trino registration (the one task that is not Spark's)."""
+    return [task for task in dag.tasks if task.task_id != REGISTER]
+
+
 def test_every_spark_task_runs_a_registered_job(bag):
     assert set(SILVER_STAGES) <= set(STAGES)
     for dag in bag.dags.values():
-        for task in dag.tasks:
+        for task in spark_tasks(dag):
             assert isinstance(task, SparkSubmitOperator)
             assert task.application == str(SUBMIT_APP) and SUBMIT_APP.is_file()
             assert task._conn_id == SPARK_CONNECTION
@@ -47,11 +54,17 @@ def test_every_spark_task_runs_a_registered_job(bag):
                 assert command[1] in SILVER_STAGES, command
 
 
-def test_silver_daily_runs_the_pipeline_stages_in_order(bag):
+def test_silver_daily_runs_the_pipeline_stages_in_order_then_registers_in_trino(bag):
     dag = bag.get_dag("silver_daily")
-    order = [t.application_args[1] for t in dag.topological_sort()]
-    assert order == list(SILVER_STAGES)
+    *stages, last = dag.topological_sort()
+    assert [t.application_args[1] for t in stages] == list(SILVER_STAGES)
+    assert last.task_id == REGISTER and last.upstream_task_ids == {"publish"}
     assert set(dag.params) == {"start", "end"}
+
+
+def test_bronze_catchup_registers_new_bronze_tables_in_trino(bag):
+    dag = bag.get_dag("bronze_catchup")
+    assert dag.get_task(REGISTER).upstream_task_ids == {"bronze_once"}
 
 
 def test_als_retrain_runs_the_retrain_job_weekly(bag):
@@ -94,7 +107,7 @@ def test_on_kubernetes_every_spark_task_creates_an_application_of_a_registered_j
         get_settings.cache_clear()
     assert bag.import_errors == {}
     for dag in bag.dags.values():
-        for task in dag.tasks:
+        for task in spark_tasks(dag):
             assert isinstance(task, SparkKubernetesOperator)
             assert task.kubernetes_conn_id == SPARK_CONNECTION and task.namespace == "ns"
             app = task.template_spec["spark"]

@@ -27,6 +27,8 @@ APT_PACKAGES = {"postgres": "postgresql-15", "browser": "chromium"}
 CHROMIUM = Path("/usr/bin/chromium")
 POSTGRES_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
 REGISTRY_MIN_JAVA = 21
+# Trino 476 is built for Java 24 (and runs on the machine's Temurin 25).
+TRINO_MIN_JAVA = 24
 
 
 class InstallError(RuntimeError):
@@ -121,6 +123,12 @@ def install_distribution(settings: Settings, jar_set: str) -> Path:
     return target
 
 
+def trino_home(settings: Settings) -> Path:
+    """The unpacked Trino server (its ``lib/`` and ``plugin/``)."""
+    (home,) = install_distribution(settings, "trino").glob("trino-server-*")
+    return home
+
+
 def postgres_bin_dir() -> Path:
     for candidate in POSTGRES_BIN_DIRS:
         if (candidate / "postgres").is_file():
@@ -206,5 +214,7 @@ def install_all(settings: Settings) -> dict[str, object]:
         "kafka": resolve_jar_set(settings, "kafka"),
         "spark": resolve_jar_set(settings, "spark", exclude=pyspark_jar_names()),
         "registry": install_distribution(settings, "registry"),
+        "java_trino": find_java(TRINO_MIN_JAVA),
+        "trino": trino_home(settings),
         "postgres": postgres_bin_dir(),
     }

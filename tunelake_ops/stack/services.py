@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tunelake.settings import Settings
+from tunelake.settings import SOURCE_ROOT, Settings
 from tunelake_ops.stack import install
 from tunelake_ops.stack.files import write_private
 
@@ -110,6 +110,10 @@ class Service:
         """Idempotent seeding once healthy (buckets, databases, topics)."""
 
 
+def _properties(values: dict[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
 def _java_command(java: str, heap: str, *args: str) -> list[str]:
     return [java, f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.net.preferIPv4Stack=true", *args]
 
@@ -153,7 +157,7 @@ class KafkaService(Service):
             # Producers must name topics that `up` created from settings.
             "auto.create.topics.enable": "false",
         }
-        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        self.properties_file.write_text(_properties(properties))
         if (self.data_dir / "meta.properties").is_file():
             return
         cluster_id = _kafka_cluster_id()
@@ -484,6 +488,89 @@ class RegistryService(Service):
         ensure_event_schemas(self.settings)
 
 
+TRINO_CATALOGS = SOURCE_ROOT / "deploy" / "trino" / "catalog"
+
+
+@dataclass
+class TrinoService(Service):
+    """Trino's coordinator (also its only worker) with the Delta catalog over the lake.
+
+    Started straight on the JVM (what the distribution's launcher would exec), so the pid we
+    keep is the server's. Its catalogs are the files compose and the chart use
+    (``deploy/trino/catalog``); the Delta catalog's file metastore lives in the lakehouse
+    bucket."""
+
+    name: str = "trino"
+    depends_on: tuple[str, ...] = ("s3",)
+    start_timeout_s: float = 180.0
+
+    @property
+    def port(self) -> int:
+        return _url_port(self.settings.trino_url)
+
+    def process_env(self) -> dict[str, str]:
+        # The catalog file (the one compose and the chart mount) reads these as ${ENV:...}.
+        s = self.settings
+        return {
+            **os.environ,
+            "TUNELAKE_S3_ENDPOINT_URL": s.s3_endpoint_url,
+            "TUNELAKE_S3_REGION": s.s3_region,
+            "TUNELAKE_S3_ACCESS_KEY": s.s3_access_key,
+            "TUNELAKE_S3_SECRET_KEY": s.s3_secret_key.get_secret_value(),
+        }
+
+    def prepare(self) -> None:
+        dist = install.trino_home(self.settings)
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "coordinator": "true",
+            "node-scheduler.include-coordinator": "true",
+            "http-server.http.port": str(self.port),
+            "discovery.uri": f"http://127.0.0.1:{self.port}",
+            "catalog.config-dir": str(TRINO_CATALOGS),
+            "plugin.dir": str(dist / "plugin"),
+            # Its request log defaults to var/log under the working directory.
+            "http-server.log.path": str(self.data_dir / "var" / "log" / "http-request.log"),
+            # One machine beside the rest of the stack: small, bounded query memory.
+            "query.max-memory": "1GB",
+            "query.max-memory-per-node": "768MB",
+        }
+        (self.conf_dir / "config.properties").write_text(_properties(config))
+
+    def command(self) -> list[str]:
+        dist = install.trino_home(self.settings)
+        return [
+            *_java_command(
+                install.find_java(install.TRINO_MIN_JAVA),
+                "2G",
+                "--add-modules=jdk.incubator.vector",
+                "-XX:+ExitOnOutOfMemoryError",
+                "-XX:+EnableDynamicAgentLoading",
+                "-XX:ReservedCodeCacheSize=256M",
+                "-Djdk.attach.allowAttachSelf=true",
+                "-Dfile.encoding=UTF-8",
+                f"-Dconfig={self.conf_dir / 'config.properties'}",
+                "-Dnode.environment=tunelake",
+                "-Dnode.id=tunelake-local",
+                f"-Dnode.data-dir={self.data_dir}",
+                "-cp",
+                f"{dist / 'lib'}/*",
+            ),
+            "io.trino.server.TrinoServer",
+        ]
+
+    def healthy(self) -> bool:
+        from tunelake_ops.trino import ready
+
+        return ready(self.settings)
+
+    def bootstrap(self) -> None:
+        from tunelake_ops.trino import register_tables
+
+        register_tables(self.settings)
+
+
 def _airflow_health(settings: Settings) -> dict | None:
     import httpx
 
@@ -564,6 +651,7 @@ SERVICE_TYPES: tuple[type[Service], ...] = (
     S3Service,
     KafkaService,
     RegistryService,
+    TrinoService,
     AirflowApiServer,
     AirflowScheduler,
     AirflowDagProcessor,

@@ -1,0 +1,130 @@
+"""Trino over the lake: queries through its HTTP protocol, and the lake's tables registered
+in the Delta catalog.
+
+Queries speak Trino's client protocol directly (POST the statement, follow ``nextUri``), so
+the base package needs no Trino client. Registration is idempotent: a table whose Delta log
+exists and that the catalog does not know yet is registered (``system.register_table``);
+the DAGs run it after every publication, ``tunelake up`` once Trino is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+from tunelake.clients import s3_client
+from tunelake.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TrinoError(RuntimeError):
+    """Trino refused or failed a statement (its message is kept)."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    types: list[str]
+    rows: list[list]
+
+
+def query(settings: Settings, sql: str, timeout_s: float = 300.0) -> QueryResult:
+    """Run one statement and return every row (values as Trino's JSON gives them)."""
+    headers = {"X-Trino-User": settings.trino_user, "X-Trino-Catalog": settings.trino_catalog}
+    columns: list[dict] = []
+    rows: list[list] = []
+    with httpx.Client(base_url=settings.trino_url, headers=headers, timeout=timeout_s) as http:
+        page = http.post("/v1/statement", content=sql.encode()).raise_for_status().json()
+        while True:
+            if "error" in page:
+                error = page["error"]
+                raise TrinoError(f"{error.get('errorName')}: {error.get('message')}")
+            columns = columns or page.get("columns", [])
+            rows += page.get("data", [])
+            if "nextUri" not in page:
+                break
+            page = http.get(page["nextUri"]).raise_for_status().json()
+    return QueryResult([c["name"] for c in columns], [c["type"] for c in columns], rows)
+
+
+def ready(settings: Settings) -> bool:
+    """Trino answers and has finished starting."""
+    try:
+        info = httpx.get(f"{settings.trino_url}/v1/info", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return info.get("starting") is False
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    schema: str
+    name: str
+    location: str  # s3://bucket/path
+
+
+def lake_tables(settings: Settings) -> list[LakeTable]:
+    """Every Bronze and Silver table of the lake (quarantine included) that has a Delta log."""
+    from ingestion.streams import STREAMS
+    from spark_jobs.silver.tables import SILVER_TABLES
+
+    prefix = settings.trino_schema_prefix
+    candidates = [
+        *(
+            LakeTable(
+                f"{prefix}bronze", spec.topic(settings), settings.bronze_path(spec.topic(settings))
+            )
+            for spec in STREAMS.values()
+        ),
+        *(
+            LakeTable(
+                f"{prefix}bronze",
+                f"{spec.topic(settings)}_quarantine",
+                settings.quarantine_path(spec.topic(settings)),
+            )
+            for spec in STREAMS.values()
+        ),
+        *(
+            LakeTable(f"{prefix}silver", name, t.path(settings))
+            for name, t in SILVER_TABLES.items()
+        ),
+    ]
+    s3 = s3_client(settings)
+    present = []
+    for table in candidates:
+        location = table.location.replace("s3a://", "s3://", 1)
+        bucket, _, key = location.removeprefix("s3://").partition("/")
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{key}/_delta_log/", MaxKeys=1)
+        if listed.get("KeyCount", 0):
+            present.append(LakeTable(table.schema, table.name, location))
+    return present
+
+
+def register_tables(settings: Settings) -> list[str]:
+    """Register the lake's tables the catalog does not know yet; returns what it registered."""
+    catalog = settings.trino_catalog
+    tables = lake_tables(settings)
+    registered = []
+    for schema in sorted({t.schema for t in tables}):
+        query(settings, f'CREATE SCHEMA IF NOT EXISTS {catalog}."{schema}"')
+        known = {
+            row[0]
+            for row in query(
+                settings,
+                f"SELECT table_name FROM {catalog}.information_schema.tables "
+                f"WHERE table_schema = '{schema}'",
+            ).rows
+        }
+        for table in (t for t in tables if t.schema == schema and t.name not in known):
+            query(
+                settings,
+                f"CALL {catalog}.system.register_table(schema_name => '{schema}', "
+                f"table_name => '{table.name}', table_location => '{table.location}')",
+            )
+            registered.append(f"{schema}.{table.name}")
+    if registered:
+        log.info("registered in Trino: %s", ", ".join(registered))
+    return registered
