@@ -79,12 +79,14 @@ USER 10001:10001
 ENTRYPOINT ["/opt/tunelake/entrypoint.sh"]
 CMD ["spark-submit", "--version"]
 
-# --- jupyter: the Spark image plus JupyterLab (not part of the project's lock) -----------
+# --- jupyter: the Spark image with the notebook group too (JupyterLab, from the lock) -----
+FROM build AS build-notebook
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --frozen --no-dev --extra spark --extra notebook --no-editable
+
 FROM spark AS jupyter
-USER 0:0
-RUN --mount=from=uv,source=/uv,target=/usr/local/bin/uv \
-    uv pip install --no-cache --python /opt/tunelake/.venv/bin/python jupyterlab==4.6.6
-USER 10001:10001
+COPY --from=build-notebook /opt/tunelake/.venv /opt/tunelake/.venv
+COPY --chown=10001:10001 notebooks/ /home/tunelake/notebooks/
 EXPOSE 8888
 # The token comes from JUPYTER_TOKEN (a Kubernetes Secret), never from the image.
 CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser", "--ServerApp.root_dir=/home/tunelake"]

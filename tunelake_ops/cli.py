@@ -283,6 +283,30 @@ def sql(
 
 
 @app.command()
+def notebook(
+    port: Annotated[int, typer.Option(help="JupyterLab's port on 127.0.0.1.")] = 8888,
+) -> None:
+    """JupyterLab on notebooks/ with the platform's settings: PySpark + Delta on the object
+    store (`build_spark`) and Trino (`tunelake_ops.trino.query`) in every kernel."""
+    import os
+    import sys
+
+    from tunelake.settings import SOURCE_ROOT
+
+    # The kernel is this interpreter (ipykernel of the notebook extra) with this environment.
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={SOURCE_ROOT / 'notebooks'}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--no-browser",
+    ]
+    os.execv(sys.executable, argv)
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: TUNELAKE_SERVICE_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="Default: TUNELAKE_SERVICE_PORT")] = None,
