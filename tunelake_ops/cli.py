@@ -322,6 +322,9 @@ def serve(
         host=host or settings.service_host,
         port=port or settings.service_port,
         log_level="info",
+        # SIGTERM: in-flight requests get 10 s, then open keep-alive connections are closed
+        # (uvicorn would otherwise wait for every client to hang up).
+        timeout_graceful_shutdown=10,
     )
 
 
