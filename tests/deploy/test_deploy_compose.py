@@ -224,3 +224,21 @@ def test_trino_mounts_the_catalog_the_helm_values_use(project: dict, repo_root: 
     assert parse_properties(trino_values["catalogs"]["delta"]) == parse_properties(
         source.read_text()
     )
+
+
+def test_grafana_provisions_the_files_the_helm_values_carry(project: dict, repo_root: Path) -> None:
+    grafana = project["services"]["grafana"]
+    mounts = {m["target"]: Path(m["source"]) for m in grafana["volumes"] if m["type"] == "bind"}
+    provisioning = repo_root / "deploy" / "grafana" / "provisioning"
+    assert mounts["/etc/grafana/provisioning/datasources"] == provisioning / "datasources"
+    assert mounts["/etc/grafana/provisioning/dashboards"] == provisioning / "dashboards"
+    providers = yaml.safe_load((provisioning / "dashboards" / "tunelake.yaml").read_text())
+    (provider,) = providers["providers"]
+    assert mounts[provider["options"]["path"]] == repo_root / "deploy" / "grafana" / "dashboards"
+    datasources = yaml.safe_load((provisioning / "datasources" / "trino.yaml").read_text())
+    (datasource,) = datasources["datasources"]
+    env = grafana["environment"]
+    assert datasource["type"] in env["GF_INSTALL_PLUGINS"].split(",")
+    trino = urlparse(env["TRINO_URL"])
+    assert trino.hostname in project["services"]
+    assert {p["target"] for p in project["services"][trino.hostname]["ports"]} == {trino.port}

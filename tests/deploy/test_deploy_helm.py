@@ -512,3 +512,19 @@ def test_a_workload_without_a_secret_gets_it_empty_and_a_local_default_is_still_
                 "TUNELAKE_API_KEYS": LOCAL_SECRET_DEFAULTS["api_keys"],
             }
         )
+
+
+def test_the_grafana_dashboards_configmap_holds_the_dashboards_as_code(
+    rendered: dict[str, list[dict]], repo_root: Path
+) -> None:
+    # The Grafana values mount it by this name (test_deploy_platform checks that side).
+    grafana = yaml.safe_load((repo_root / "deploy" / "values" / "grafana.yaml").read_text())
+    (name,) = grafana["dashboardsConfigMaps"].values()
+    dashboards = repo_root / "deploy" / "grafana" / "dashboards"
+    files = {p.name: p.read_text() for p in dashboards.glob("*.json")}
+    assert files
+    for env, docs in rendered.items():
+        (configmap,) = [
+            d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name
+        ]
+        assert configmap["data"] == files, env

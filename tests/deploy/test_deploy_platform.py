@@ -206,18 +206,20 @@ def test_grafana_values_match_the_provisioning_files() -> None:
     provisioning = DEPLOY / "grafana" / "provisioning"
     datasources = yaml.safe_load((provisioning / "datasources" / "trino.yaml").read_text())
     assert grafana["datasources"]["datasources.yaml"] == datasources
-    # Dashboards as code (deploy/grafana/dashboards/*.json) and their ConfigMap go together:
-    # no mount of a ConfigMap nobody creates, which would keep Grafana from starting.
-    dashboards = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
-    if not dashboards:
-        assert "dashboardsConfigMaps" not in grafana and "dashboardProviders" not in grafana
-    else:
-        providers = yaml.safe_load((provisioning / "dashboards" / "tunelake.yaml").read_text())
-        assert grafana["dashboardProviders"]["dashboardproviders.yaml"] == providers
-        assert grafana["dashboardsConfigMaps"] == {"tunelake": "tunelake-grafana-dashboards"}
     (datasource,) = datasources["datasources"]
     assert datasource["type"] in grafana["plugins"]
-    assert datasource["jsonData"]["catalog"] == "delta"
+    # The URL is Grafana's environment, which each deployment sets to its Trino.
+    assert datasource["url"] == "$__env{TRINO_URL}"
+    assert grafana["env"]["TRINO_URL"] == "http://trino.tunelake.svc:8080"
+    # Dashboards as code and their ConfigMap go together (the tunelake chart generates it
+    # from deploy/grafana/dashboards; test_deploy_helm checks its content).
+    assert sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+    providers = yaml.safe_load((provisioning / "dashboards" / "tunelake.yaml").read_text())
+    assert grafana["dashboardProviders"]["dashboardproviders.yaml"] == providers
+    (provider,) = providers["providers"]
+    assert grafana["dashboardsConfigMaps"] == {provider["name"]: "tunelake-grafana-dashboards"}
+    # The chart mounts dashboardsConfigMaps.<provider> at /var/lib/grafana/dashboards/<provider>.
+    assert provider["options"]["path"] == f"/var/lib/grafana/dashboards/{provider['name']}"
 
 
 def _literal_secrets(node: object, path: str = "") -> list[str]:
