@@ -84,8 +84,10 @@ def image_has(image: str) -> set[str]:
             has |= pyspark_bin()
     if "openjdk-17-jre-headless" in text:
         has.add("java")
-    if re.search(r"pip install .*jupyterlab==", text):
-        has.add("jupyter")  # jupyterlab's (jupyter_core's) command
+    # A venv copied in from a stage that synced the notebook group: jupyter_core's command.
+    for source in re.findall(r"^COPY --from=(\S+) /opt/tunelake/.venv ", text, re.MULTILINE):
+        if "--extra notebook" in stage_text(dockerfile, source):
+            has.add("jupyter")
     return has
 
 
