@@ -31,6 +31,8 @@ from grafana_foundation_sdk.models.common import (
 )
 
 from dashboards.trino_query import PLUGIN_TYPE, Format, Trino
+from ingestion.streams import STREAMS
+from spark_jobs.silver.tables import SILVER_TABLES
 from tunelake.settings import SOURCE_ROOT, Settings
 
 DASHBOARDS_DIR = SOURCE_ROOT / "deploy" / "grafana" / "dashboards"
@@ -49,8 +51,6 @@ class Lake:
 
     @classmethod
     def of(cls, settings: Settings) -> Lake:
-        from ingestion.streams import STREAMS
-
         return cls(
             settings.trino_catalog,
             settings.trino_schema_prefix,
@@ -71,8 +71,6 @@ class Lake:
 
     def tables(self) -> Iterator[tuple[str, str]]:
         """(layer, table) of every table the freshness panel covers."""
-        from spark_jobs.silver.tables import SILVER_TABLES
-
         yield from (("bronze", name) for name in self.bronze_tables)
         yield from (("silver", name) for name in SILVER_TABLES)
 
