@@ -16,6 +16,7 @@ from ml.model import AlsModel, AlsParams, Interactions
 from tunelake.clients import kafka_admin
 from tunelake.settings import Settings
 from tunelake_ops.stack.probes import drop_bucket, ensure_buckets, ensure_topics
+from tunelake_ops.trino import forget_schemas
 
 CATALOG = [("t-hit", 100.0), ("t-mid", 10.0), ("t-tail", 1.0)]
 
@@ -83,7 +84,7 @@ def throwaway_lake(monkeypatch, prefix: str, **settings: str) -> Iterator[Settin
         admin.close()
         drop_bucket(lake, lake.lakehouse_bucket)
         drop_bucket(lake, lake.models_bucket)
-        forget_in_trino(lake)
+        forget_schemas(lake)
 
 
 def two_taste_model(flipped: bool = False) -> AlsModel:
@@ -101,16 +102,3 @@ def two_taste_model(flipped: bool = False) -> AlsModel:
         item_factors=items,
         seen=seen,
     )
-
-
-def forget_in_trino(settings: Settings) -> None:
-    """Unregister a throwaway lake's tables from Trino and drop its schemas (the schemas
-    of ``trino_schema_prefix``); the data stays where it is."""
-    from tunelake_ops.trino import query
-
-    prefix = settings.trino_schema_prefix
-    schemas = {row[0] for row in query(settings, "SHOW SCHEMAS FROM delta").rows}
-    for schema in sorted({f"{prefix}bronze", f"{prefix}silver"} & schemas):
-        for (table,) in query(settings, f"SHOW TABLES FROM delta.{schema}").rows:
-            query(settings, f"CALL delta.system.unregister_table('{schema}', '{table}')")
-        query(settings, f"DROP SCHEMA delta.{schema}")

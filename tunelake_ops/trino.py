@@ -128,3 +128,14 @@ def register_tables(settings: Settings) -> list[str]:
     if registered:
         log.info("registered in Trino: %s", ", ".join(registered))
     return registered
+
+
+def forget_schemas(settings: Settings) -> None:
+    """Unregister the tables of this lake's schemas (``trino_schema_prefix``) and drop the
+    schemas: for throwaway lakes (tests, benchmarks); the data stays where it is."""
+    catalog, prefix = settings.trino_catalog, settings.trino_schema_prefix
+    schemas = {row[0] for row in query(settings, f"SHOW SCHEMAS FROM {catalog}").rows}
+    for schema in sorted({f"{prefix}bronze", f"{prefix}silver"} & schemas):
+        for (table,) in query(settings, f'SHOW TABLES FROM {catalog}."{schema}"').rows:
+            query(settings, f"CALL {catalog}.system.unregister_table('{schema}', '{table}')")
+        query(settings, f'DROP SCHEMA {catalog}."{schema}"')
