@@ -14,8 +14,10 @@ Grafana provisions is written by ``python -m dashboards`` into ``deploy/grafana/
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from grafana_foundation_sdk.builders import barchart, table, timeseries
@@ -219,6 +221,33 @@ def build(lake: Lake) -> dict[str, model.Dashboard]:
     """Every dashboard, by the file name it is provisioned from."""
     built = (listening(lake).build(), lake_health(lake).build())
     return {f"{d.uid}.json": d for d in built}
+
+
+def panel_queries(lake: Lake) -> dict[str, str]:
+    """Every panel's SQL, by panel title (unique across the dashboards; one query each)."""
+    return {
+        panel.title: target.raw_sql
+        for dashboard in build(lake).values()
+        for panel in dashboard.panels
+        for target in panel.targets
+    }
+
+
+MACRO = re.compile(r"\$__(\w+)\(([^)]*)\)")
+
+
+def expand_macros(sql: str, start: date, end: date) -> str:
+    """A panel's SQL as the Trino plugin runs it for the time range ``start``..``end``: the
+    plugin expands ``$__dateFilter(column)`` to ``column BETWEEN date '<start>' AND date
+    '<end>'`` (its macros.go). The panels use no other macro; one would fail here."""
+
+    def expand(match: re.Match) -> str:
+        name, argument = match.groups()
+        if name != "dateFilter":
+            raise ValueError(f"macro $__{name} is not expanded here: {match.group(0)}")
+        return f"{argument.strip()} BETWEEN date '{start}' AND date '{end}'"
+
+    return MACRO.sub(expand, sql)
 
 
 def render(dashboard: model.Dashboard) -> str:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
 import yaml
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
-from dashboards.build import DASHBOARDS_DIR, Lake, build, render
+from dashboards.build import DASHBOARDS_DIR, Lake, build, expand_macros, panel_queries, render
 from dashboards.trino_query import TrinoQuery
 from spark_jobs.silver.tables import SILVER_TABLES
 from tunelake.settings import SOURCE_ROOT
@@ -88,3 +89,22 @@ def test_the_freshness_panel_covers_every_bronze_and_silver_table() -> None:
     }
     for layer, name in covered:
         assert f'delta."{layer}"."{name}$history"' in sql
+
+
+def test_panel_queries_are_every_panel_s_sql_by_unique_title() -> None:
+    lake = Lake.default()
+    panels = [p for d in build(lake).values() for p in d.panels]
+    queries = panel_queries(lake)
+    assert len(queries) == len(panels)
+    assert all(len(p.targets) == 1 for p in panels)
+    assert [queries[p.title] for p in panels] == [p.targets[0].raw_sql for p in panels]
+
+
+def test_date_filters_expand_as_the_trino_plugin_does() -> None:
+    sql = "SELECT 1 FROM t WHERE $__dateFilter(play_date) AND $__dateFilter( d )"
+    assert expand_macros(sql, date(2026, 10, 1), date(2026, 10, 30)) == (
+        "SELECT 1 FROM t WHERE play_date BETWEEN date '2026-10-01' AND date '2026-10-30' "
+        "AND d BETWEEN date '2026-10-01' AND date '2026-10-30'"
+    )
+    with pytest.raises(ValueError, match="timeFilter"):
+        expand_macros("WHERE $__timeFilter(played_at)", date(2026, 1, 1), date(2026, 1, 2))
