@@ -12,7 +12,7 @@ TUNELAKE   := $(VENV)/bin/tunelake
 PYTEST     := $(VENV)/bin/pytest
 RUFF       := $(VENV)/bin/ruff
 
-.PHONY: help install up down status demo test test-unit test-integration lint format bench-ingest bench-silver bench-ml
+.PHONY: help install up down status demo test test-unit test-integration lint format bench-ingest bench-silver bench-ml bench-sql
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -67,3 +67,6 @@ bench-silver: up  ## Silver from 10M Bronze events: Spark vs DuckDB; daily run o
 
 bench-ml: up  ## Spark ALS vs implicit (time, NDCG@10); serving a 100k x 50k model: p99 at 300 req/s, req/s saturated
 	TUNELAKE_SPARK_DRIVER_MEMORY=$${TUNELAKE_SPARK_DRIVER_MEMORY:-4g} $(VENV)/bin/python -m benchmarks.bench_ml
+
+bench-sql: up  ## the dashboards' panel queries on Trino vs DuckDB over the same Delta tables (10M listens)
+	TUNELAKE_SPARK_DRIVER_MEMORY=$${TUNELAKE_SPARK_DRIVER_MEMORY:-8g} $(VENV)/bin/python -m benchmarks.bench_sql
