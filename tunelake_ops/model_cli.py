@@ -7,6 +7,8 @@ the change up within ``TUNELAKE_MODEL_REFRESH_SECONDS``, without a restart.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -20,6 +22,18 @@ model = typer.Typer(
     help="The recommendation model registry (s3://<models bucket>/als/).", no_args_is_help=True
 )
 Version = Annotated[str, typer.Argument(help="A version from `tunelake model list`.")]
+
+
+@contextmanager
+def registry_refusals() -> Iterator[None]:
+    """A registry error (unknown version, nothing to roll back) ends the command with its
+    reason and exit status 1."""
+    from ml.registry import RegistryError
+
+    try:
+        yield
+    except RegistryError as exc:
+        raise fail(exc) from None
 
 
 @model.command("list")
@@ -51,10 +65,8 @@ def show(version: Version) -> None:
     """A version's record: parameters, metrics beside the baselines, Silver versions, gate."""
     from ml import registry
 
-    try:
+    with registry_refusals():
         record = registry.show(get_settings(), version)
-    except registry.RegistryError as exc:
-        raise fail(exc) from None
     Console().print_json(json.dumps(record))
 
 
@@ -63,10 +75,8 @@ def promote(version: Version) -> None:
     """Make VERSION the served model (also a refused one: the operator's decision)."""
     from ml import registry
 
-    try:
+    with registry_refusals():
         moved = registry.promote(get_settings(), version)
-    except registry.RegistryError as exc:
-        raise fail(exc) from None
     previous = moved.previous[0] if moved.previous else "none"
     Console().print(f"current model: {moved.version} (before: {previous})")
 
@@ -76,8 +86,6 @@ def rollback() -> None:
     """Serve the previously promoted version again."""
     from ml import registry
 
-    try:
+    with registry_refusals():
         restored = registry.rollback(get_settings())
-    except registry.RegistryError as exc:
-        raise fail(exc) from None
     Console().print(f"current model: {restored.version} (rolled back)")
