@@ -2,6 +2,8 @@
 
     python -m benchmarks.bench_ml [--part all|training|serving] [--users 40000] [--tracks 5000]
 
+Serving is measured first (no Spark JVM alive yet), training second.
+
 1. Training: ``--days`` of generator listens with planted tastes (``ingestion.generator``)
    for ``--users`` x ``--tracks``, Silver-shaped (``listens``, and
    ``user_track_interactions`` counted from them); one chronological holdout
@@ -54,6 +56,7 @@ from ml.model import AlsModel, AlsParams, Interactions
 from ml.train import evaluate_holdout
 from spark_jobs.common.session import build_spark
 from tunelake.clients import kafka_admin
+from tunelake.logs import configure_logging
 from tunelake.settings import Settings, get_settings
 from tunelake_ops.stack.probes import drop_bucket, ensure_buckets, ensure_topics
 from tunelake_ops.stack.process import wait_until
@@ -398,13 +401,15 @@ def main() -> None:
     parser.add_argument("--conns", type=int, default=8, help="serving: closed-loop connections")
     parser.add_argument("--seconds", type=float, default=20, help="serving: each load's length")
     args = parser.parse_args()
+    configure_logging()  # ml's lines give each trainer's own fit time
     base = get_settings()
+    # Serving first: a stopped SparkSession's JVM lives on until this process ends.
+    if args.part in ("all", "serving"):
+        serve_model(base, args.rate, args.conns, args.seconds)
     if args.part in ("all", "training"):
         spark = build_spark(base, "bench-ml")
         compare_training(spark, args.users, args.tracks, args.days)
         spark.stop()
-    if args.part in ("all", "serving"):
-        serve_model(base, args.rate, args.conns, args.seconds)
 
 
 if __name__ == "__main__":
