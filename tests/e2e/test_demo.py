@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from dashboards.build import Lake, build, render
+from dashboards.build import Lake, build, expand_macros, render
 from spark_jobs.silver.tables import SILVER_TABLES
 from tests.support import free_port, throwaway_lake
 from tunelake.settings import Settings
@@ -123,17 +123,6 @@ PANEL_COLUMNS = {
 }
 
 
-def with_time_range(sql: str, start: date, end: date) -> str:
-    """The panel's SQL as the Trino plugin sends it for a time range: it expands
-    ``$__dateFilter(column)`` to ``column BETWEEN date '<from>' AND date '<to>'`` (its
-    macros.go); a macro this does not know fails the test rather than reaching Trino."""
-    expanded = re.sub(
-        r"\$__dateFilter\((\w+)\)", rf"\1 BETWEEN date '{start}' AND date '{end}'", sql
-    )
-    assert "$__" not in expanded, expanded
-    return expanded
-
-
 @pytest.mark.timeout(1200)
 def test_every_dashboard_panel_query_returns_typed_rows_on_trino(spark, demo):
     lake, tables = demo.lake, demo.summary.pipeline.table_rows
@@ -143,7 +132,9 @@ def test_every_dashboard_panel_query_returns_typed_rows_on_trino(spark, demo):
     for dashboard in build(Lake.of(lake)).values():
         for panel in json.loads(render(dashboard))["panels"]:
             (target,) = panel["targets"]
-            result = query(lake, with_time_range(target["rawSQL"], start, end))
+            sql = expand_macros(target["rawSQL"], start, end)
+            assert "$__" not in sql
+            result = query(lake, sql)
             types = [re.sub(r"\(\d+\)", "", t) for t in result.types]
             assert dict(zip(result.columns, types, strict=True)) == PANEL_COLUMNS[panel["title"]]
             assert result.rows, f"{panel['title']}: no rows"
