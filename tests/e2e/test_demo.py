@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 from pyspark.sql import functions as F
 
 from dashboards.build import Lake, build, expand_macros, render
 from spark_jobs.silver.tables import SILVER_TABLES
 from tests.support import free_port, throwaway_lake
-from tunelake.settings import Settings
+from tunelake.settings import SOURCE_ROOT, Settings
 from tunelake_ops.demo import DemoSummary, run_demo
 from tunelake_ops.trino import query
 
@@ -159,3 +161,33 @@ def test_every_dashboard_panel_query_returns_typed_rows_on_trino(spark, demo):
     assert {name: fresh["silver", name]["row_count"] for name in SILVER_TABLES} == tables
     assert all(r["row_count"] > 0 and r["last_commit"] for r in fresh.values())
     assert {t for layer, t in fresh if layer == "bronze"} == set(Lake.of(lake).bronze_tables)
+
+
+@pytest.mark.timeout(600)
+def test_the_analysis_notebook_runs_on_the_demo_lake_and_writes_its_plot(demo, tmp_path):
+    """notebooks/analysis.ipynb, executed headlessly as a person runs it in JupyterLab: its
+    kernel inherits this process's TUNELAKE_* variables, so it reads the demo's lake."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TUNELAKE_NOTEBOOK_OUTPUT", str(tmp_path))
+        notebook = nbformat.read(SOURCE_ROOT / "notebooks" / "analysis.ipynb", as_version=4)
+        client = NotebookClient(
+            notebook,
+            timeout=300,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(tmp_path)}},
+        )
+        client.execute()  # a failing cell raises CellExecutionError with its traceback
+
+    plot = tmp_path / "play_through.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    results = [
+        output["data"]["text/plain"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "execute_result"
+    ]
+    top_tracks, play_through, daily = results
+    assert "trk-" in top_tracks  # the demo catalog's tracks, most played first
+    assert "popularity" in play_through  # the live sessions were served before the model
+    assert str(datetime.now(UTC).date()) in daily  # today's listens, through Trino
