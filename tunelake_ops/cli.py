@@ -312,6 +312,13 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Default: TUNELAKE_SERVICE_PORT")] = None,
 ) -> None:
     """Run the recommendation API (uvicorn); OpenAPI docs at /docs."""
+    import os
+
+    # Before numpy loads: each request scores on its own thread, and BLAS starting a pool
+    # per call oversubscribed the cores until the service stopped answering (make
+    # bench-ml, 300 req/s). One BLAS thread per request thread.
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
     import uvicorn
 
     from service.app import build_app
