@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from pyspark.ml.recommendation import ALS
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ml import evaluation
@@ -56,12 +56,17 @@ def train(
     served again, no weight in fold-in."""
     users = id_mapping(training, "user_id").cache()
     items = id_mapping(training, "track_id").cache()
-    ratings = (
-        training.join(users.withColumnRenamed("index", "user"), "user_id")
-        .join(items.withColumnRenamed("index", "item"), "track_id")
-        .select("user", "item", F.col("confidence").cast("float").alias("rating"))
-        .cache()
-    )
+
+    def numbered(pairs: DataFrame, rating: Column) -> DataFrame:
+        """(user, item, rating): the pairs by ALS's integer ids (pairs of users or tracks
+        the training set does not hold drop out)."""
+        return (
+            pairs.join(users.withColumnRenamed("index", "user"), "user_id")
+            .join(items.withColumnRenamed("index", "item"), "track_id")
+            .select("user", "item", rating.cast("float").alias("rating"))
+        )
+
+    ratings = numbered(training, F.col("confidence")).cache()
     user_ids, item_ids = _ordered_ids(users, "user_id"), _ordered_ids(items, "track_id")
     if not user_ids:
         raise ValueError("no training interactions: nothing to train on")
@@ -85,12 +90,7 @@ def train(
     fitted = als.fit(ratings)
     pairs = ratings.toArrow()
     if rejected is not None:
-        turned_down = (
-            rejected.join(users.withColumnRenamed("index", "user"), "user_id")
-            .join(items.withColumnRenamed("index", "item"), "track_id")
-            .select("user", "item", F.lit(0.0).cast("float").alias("rating"))
-            .toArrow()
-        )
+        turned_down = numbered(rejected, F.lit(0.0)).toArrow()
         pairs = pa.concat_tables([pairs, turned_down.cast(pairs.schema)])
     model = AlsModel(
         params=params,

@@ -3,15 +3,12 @@ without a JVM (numpy arrays from the registry, Delta through delta-rs)."""
 
 from __future__ import annotations
 
-import logging
 from datetime import date, timedelta
 
 from ml import registry
 from ml.model import AlsModel
 from tunelake.clients import delta_table
 from tunelake.settings import Settings
-
-log = logging.getLogger(__name__)
 
 POPULARITY_TABLE = "track_daily_stats"
 

@@ -66,31 +66,25 @@ class LakeTable:
     location: str  # s3://bucket/path
 
 
+def schema_of(settings: Settings, layer: str) -> str:
+    """The catalog schema of a lake layer (``bronze``, ``silver``) for these settings."""
+    return f"{settings.trino_schema_prefix}{layer}"
+
+
 def lake_tables(settings: Settings) -> list[LakeTable]:
     """Every Bronze and Silver table of the lake (quarantine included) that has a Delta log."""
     from ingestion.streams import STREAMS
     from spark_jobs.silver.tables import SILVER_TABLES
 
-    prefix = settings.trino_schema_prefix
+    bronze, silver = schema_of(settings, "bronze"), schema_of(settings, "silver")
+    topics = [spec.topic(settings) for spec in STREAMS.values()]
     candidates = [
+        *(LakeTable(bronze, topic, settings.bronze_path(topic)) for topic in topics),
         *(
-            LakeTable(
-                f"{prefix}bronze", spec.topic(settings), settings.bronze_path(spec.topic(settings))
-            )
-            for spec in STREAMS.values()
+            LakeTable(bronze, f"{topic}_quarantine", settings.quarantine_path(topic))
+            for topic in topics
         ),
-        *(
-            LakeTable(
-                f"{prefix}bronze",
-                f"{spec.topic(settings)}_quarantine",
-                settings.quarantine_path(spec.topic(settings)),
-            )
-            for spec in STREAMS.values()
-        ),
-        *(
-            LakeTable(f"{prefix}silver", name, t.path(settings))
-            for name, t in SILVER_TABLES.items()
-        ),
+        *(LakeTable(silver, name, t.path(settings)) for name, t in SILVER_TABLES.items()),
     ]
     s3 = s3_client(settings)
     present = []
@@ -133,9 +127,10 @@ def register_tables(settings: Settings) -> list[str]:
 def forget_schemas(settings: Settings) -> None:
     """Unregister the tables of this lake's schemas (``trino_schema_prefix``) and drop the
     schemas: for throwaway lakes (tests, benchmarks); the data stays where it is."""
-    catalog, prefix = settings.trino_catalog, settings.trino_schema_prefix
+    catalog = settings.trino_catalog
     schemas = {row[0] for row in query(settings, f"SHOW SCHEMAS FROM {catalog}").rows}
-    for schema in sorted({f"{prefix}bronze", f"{prefix}silver"} & schemas):
+    ours = {schema_of(settings, "bronze"), schema_of(settings, "silver")}
+    for schema in sorted(ours & schemas):
         for (table,) in query(settings, f'SHOW TABLES FROM {catalog}."{schema}"').rows:
             query(settings, f"CALL {catalog}.system.unregister_table('{schema}', '{table}')")
         query(settings, f'DROP SCHEMA {catalog}."{schema}"')

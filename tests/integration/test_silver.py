@@ -22,7 +22,7 @@ from spark_jobs.silver import build
 from spark_jobs.silver.tables import SILVER_TABLES
 from tests.support import throwaway_lake
 from tunelake.clients import delta_table
-from tunelake_ops.trino import lake_tables, query, register_tables
+from tunelake_ops.trino import lake_tables, query, register_tables, schema_of
 
 TODAY = datetime.now(UTC).date()
 
@@ -247,7 +247,7 @@ def test_every_table_reads_the_same_in_spark_trino_and_delta_rs(spark, lake):
     registered = set(register_tables(settings))
     tables = lake_tables(settings)
     assert {f"{t.schema}.{t.name}" for t in tables} == registered
-    silver = f"{settings.trino_schema_prefix}silver"
+    silver = schema_of(settings, "silver")
     assert {f"{silver}.{name}" for name in SILVER_TABLES} <= registered
     assert register_tables(settings) == []  # registered once
 
