@@ -4,7 +4,9 @@ the Trino datasource over the lake's Bronze and Silver tables.
 - ``tunelake-listening``: top tracks, plays vs recommendations per day, play-through rate of
   recommendations per model version (Silver aggregates, filtered by the dashboard's time
   range on their date partition);
-- ``tunelake-lake``: every Bronze and Silver table's last commit and row count.
+- ``tunelake-lake``: every Bronze and Silver table's last commit and row count; the
+  data-quality pass rate per day and validated table (``audit.quality_results``, one row
+  per expectation evaluated, written by ``dq.reports.store``).
 
 Table names come from one ``Lake`` (catalog, schema prefix, Bronze topics), so the committed
 JSON names the default lake and tests render the same panels over a throwaway lake. The JSON
@@ -33,6 +35,7 @@ from grafana_foundation_sdk.models.common import (
 )
 
 from dashboards.trino_query import PLUGIN_TYPE, Format, Trino
+from dq.reports import RESULTS_TABLE
 from ingestion.streams import STREAMS
 from spark_jobs.silver.tables import SILVER_TABLES
 from tunelake.settings import SOURCE_ROOT, Settings
@@ -70,6 +73,9 @@ class Lake:
 
     def silver(self, name: str) -> str:
         return self.table("silver", name)
+
+    def audit(self, name: str) -> str:
+        return self.table("audit", name)
 
     def tables(self) -> Iterator[tuple[str, str]]:
         """(layer, table) of every table the freshness panel covers."""
@@ -124,6 +130,21 @@ def freshness_sql(lake: Lake) -> str:
         for layer, name in lake.tables()
     ]
     return "\nUNION ALL\n".join(parts) + "\nORDER BY layer, table_name"
+
+
+def quality_pass_rate_sql(lake: Lake) -> str:
+    # Warnings count as not passed: the rate is of expectations held, whatever their weight.
+    return f"""SELECT check_date AS day,
+  stage,
+  table_name,
+  count(*) AS expectations,
+  count_if(NOT success) AS failed,
+  count_if(NOT success AND severity = 'critical') AS critical_failed,
+  CAST(count_if(success) AS double) / count(*) AS pass_rate
+FROM {lake.audit(RESULTS_TABLE)}
+WHERE $__dateFilter(check_date)
+GROUP BY check_date, stage, table_name
+ORDER BY check_date DESC, stage, table_name"""
 
 
 def _query(sql: str, format: Format) -> Trino:
@@ -194,6 +215,7 @@ def listening(lake: Lake) -> Dashboard:
 
 def lake_health(lake: Lake) -> Dashboard:
     since_commit = model.DynamicConfigValue(id_val="unit", value="dateTimeFromNow")
+    percent = model.DynamicConfigValue(id_val="unit", value="percentunit")
     return (
         Dashboard("tunelake: lake tables")
         .uid("tunelake-lake")
@@ -210,6 +232,22 @@ def lake_health(lake: Lake) -> Dashboard:
             .datasource(DATASOURCE)
             .with_target(_query(freshness_sql(lake), Format.TABLE))
             .override_by_name("last_commit", [since_commit])
+            .align(FieldTextAlignment.AUTO)
+            .span(24)
+            .height(12)
+        )
+        .with_panel(
+            table.Panel()
+            .id(2)
+            .title("Data-quality pass rate")
+            .description(
+                "Per day and validated table: the share of expectations that held in the "
+                "Silver runs' Bronze and Silver validations (a run validated twice counts "
+                "twice), and how many failed, critical ones blocking publication."
+            )
+            .datasource(DATASOURCE)
+            .with_target(_query(quality_pass_rate_sql(lake), Format.TABLE))
+            .override_by_name("pass_rate", [percent])
             .align(FieldTextAlignment.AUTO)
             .span(24)
             .height(12)

@@ -9,7 +9,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.expectations.metadata_types import FailureSeverity
 from pyspark.sql import DataFrame
 
-from dq.reports import SAMPLE_ROWS, Failure, QualityReport
+from dq.reports import SAMPLE_ROWS, Check, Failure, QualityReport
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,10 @@ def _context():
 
 def _kwargs(config) -> dict:
     return {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+
+
+def _severity(config) -> str:
+    return FailureSeverity(config.severity or FailureSeverity.CRITICAL).value
 
 
 def _run(df: DataFrame, table: str, expectations: list, result_format: str):
@@ -56,14 +60,28 @@ def validate(df: DataFrame, table: str, expectations: list, run_id: str) -> Qual
         rows = df.count()
     finally:
         df.unpersist()
-    report = QualityReport(table=table, run_id=run_id, rows=rows, evaluated=len(verdicts.results))
+    report = QualityReport(
+        table=table,
+        run_id=run_id,
+        rows=rows,
+        evaluated=len(verdicts.results),
+        checks=[
+            Check(
+                expectation=o.expectation_config.type,
+                kwargs=_kwargs(o.expectation_config),
+                severity=_severity(o.expectation_config),
+                success=o.success,
+            )
+            for o in verdicts.results
+        ],
+    )
     for outcome in (o for o in details if not o.success):
         config = outcome.expectation_config
         report.failures.append(
             Failure(
                 expectation=config.type,
                 kwargs=_kwargs(config),
-                severity=FailureSeverity(config.severity or FailureSeverity.CRITICAL).value,
+                severity=_severity(config),
                 unexpected_count=outcome.result.get("unexpected_count"),
                 sample=(outcome.result.get("partial_unexpected_list") or [])[:SAMPLE_ROWS],
             )

@@ -43,22 +43,29 @@ def arrow_s3_filesystem(settings: Settings):
     )
 
 
+def delta_storage_options(settings: Settings) -> dict[str, str]:
+    """delta-rs's options for the lakehouse store."""
+    return {
+        "AWS_ENDPOINT_URL": settings.s3_endpoint_url,
+        "AWS_REGION": settings.s3_region,
+        "AWS_ACCESS_KEY_ID": settings.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": settings.s3_secret_key.get_secret_value(),
+        "AWS_ALLOW_HTTP": str(not settings.s3_uses_ssl).lower(),
+        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not settings.s3_path_style).lower(),
+    }
+
+
+def delta_rs_uri(uri: str) -> str:
+    """A table ``uri`` as the settings build it (``s3a://``, Spark's) as delta-rs names it."""
+    return uri.replace("s3a://", "s3://", 1)
+
+
 def delta_table(settings: Settings, uri: str):
     """A Delta table on the object store read with delta-rs (no JVM): ``uri`` as the
     settings build it (``s3a://...``)."""
     from deltalake import DeltaTable
 
-    return DeltaTable(
-        uri.replace("s3a://", "s3://", 1),
-        storage_options={
-            "AWS_ENDPOINT_URL": settings.s3_endpoint_url,
-            "AWS_REGION": settings.s3_region,
-            "AWS_ACCESS_KEY_ID": settings.s3_access_key,
-            "AWS_SECRET_ACCESS_KEY": settings.s3_secret_key.get_secret_value(),
-            "AWS_ALLOW_HTTP": str(not settings.s3_uses_ssl).lower(),
-            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not settings.s3_path_style).lower(),
-        },
-    )
+    return DeltaTable(delta_rs_uri(uri), storage_options=delta_storage_options(settings))
 
 
 def kafka_auth(settings: Settings) -> dict[str, str]:

@@ -331,6 +331,11 @@ class Settings(BaseSettings):
     def silver_path(self, table: str) -> str:
         return self.lakehouse_uri("silver", table)
 
+    def audit_path(self, table: str) -> str:
+        """An append-only record the platform keeps of itself (quality results, privacy
+        deletions): Delta tables Trino registers in the ``audit`` schema."""
+        return self.lakehouse_uri("audit", table)
+
     def checkpoint_path(self, job: str) -> str:
         return f"s3a://{self.checkpoints_bucket}/{job}"
 

@@ -67,17 +67,32 @@ class LakeTable:
 
 
 def schema_of(settings: Settings, layer: str) -> str:
-    """The catalog schema of a lake layer (``bronze``, ``silver``) for these settings."""
+    """The catalog schema of a lake layer (``bronze``, ``silver``, ``audit``) for these
+    settings."""
     return f"{settings.trino_schema_prefix}{layer}"
 
 
+LAYERS = ("bronze", "silver", "audit")
+
+
+def _audit_tables(settings: Settings, s3) -> list[LakeTable]:
+    """Every table under ``audit/`` (quality results, privacy deletions): whoever writes
+    one there gets it registered, without this module naming it."""
+    prefix = settings.audit_path("").removeprefix(f"s3a://{settings.lakehouse_bucket}/")
+    listed = s3.list_objects_v2(Bucket=settings.lakehouse_bucket, Prefix=prefix, Delimiter="/")
+    names = [p["Prefix"].removeprefix(prefix).rstrip("/") for p in listed.get("CommonPrefixes", [])]
+    return [LakeTable(schema_of(settings, "audit"), n, settings.audit_path(n)) for n in names]
+
+
 def lake_tables(settings: Settings) -> list[LakeTable]:
-    """Every Bronze and Silver table of the lake (quarantine included) that has a Delta log."""
+    """Every Bronze, Silver and audit table of the lake (quarantine included) that has a
+    Delta log."""
     from ingestion.streams import STREAMS
     from spark_jobs.silver.tables import SILVER_TABLES
 
     bronze, silver = schema_of(settings, "bronze"), schema_of(settings, "silver")
     topics = [spec.topic(settings) for spec in STREAMS.values()]
+    s3 = s3_client(settings)
     candidates = [
         *(LakeTable(bronze, topic, settings.bronze_path(topic)) for topic in topics),
         *(
@@ -85,8 +100,8 @@ def lake_tables(settings: Settings) -> list[LakeTable]:
             for topic in topics
         ),
         *(LakeTable(silver, name, t.path(settings)) for name, t in SILVER_TABLES.items()),
+        *_audit_tables(settings, s3),
     ]
-    s3 = s3_client(settings)
     present = []
     for table in candidates:
         location = table.location.replace("s3a://", "s3://", 1)
@@ -129,7 +144,7 @@ def forget_schemas(settings: Settings) -> None:
     schemas: for throwaway lakes (tests, benchmarks); the data stays where it is."""
     catalog = settings.trino_catalog
     schemas = {row[0] for row in query(settings, f"SHOW SCHEMAS FROM {catalog}").rows}
-    ours = {schema_of(settings, "bronze"), schema_of(settings, "silver")}
+    ours = {schema_of(settings, layer) for layer in LAYERS}
     for schema in sorted(ours & schemas):
         for (table,) in query(settings, f'SHOW TABLES FROM {catalog}."{schema}"').rows:
             query(settings, f"CALL {catalog}.system.unregister_table('{schema}', '{table}')")

@@ -20,6 +20,7 @@ from nbclient import NotebookClient
 from pyspark.sql import functions as F
 
 from dashboards.build import Lake, build, expand_macros, render
+from ingestion.streams import Stream
 from spark_jobs.silver.tables import SILVER_TABLES
 from tests.support import free_port, throwaway_lake
 from tunelake.settings import SOURCE_ROOT, Settings
@@ -95,6 +96,8 @@ def test_the_demo_runs_the_pipeline_end_to_end(spark, demo):
 
 
 PLAY_THROUGH = "Play-through rate per model version"
+# The streams whose Bronze slice a Silver run validates.
+BRONZE_VALIDATED = (Stream.LISTENS, Stream.RECOMMENDATIONS, Stream.FEEDBACK)
 # Each panel's columns (Trino's types, precision left out), in order.
 PANEL_COLUMNS = {
     "Plays vs recommendations per day": {
@@ -121,6 +124,15 @@ PANEL_COLUMNS = {
         "table_name": "varchar",
         "last_commit": "timestamp with time zone",
         "row_count": "bigint",
+    },
+    "Data-quality pass rate": {
+        "day": "date",
+        "stage": "varchar",
+        "table_name": "varchar",
+        "expectations": "bigint",
+        "failed": "bigint",
+        "critical_failed": "bigint",
+        "pass_rate": "double",
     },
 }
 
@@ -161,6 +173,14 @@ def test_every_dashboard_panel_query_returns_typed_rows_on_trino(spark, demo):
     assert {name: fresh["silver", name]["row_count"] for name in SILVER_TABLES} == tables
     assert all(r["row_count"] > 0 and r["last_commit"] for r in fresh.values())
     assert {t for layer, t in fresh if layer == "bronze"} == set(Lake.of(lake).bronze_tables)
+    # The demo's validations passed: the event streams' Bronze and every Silver table checked.
+    quality = results["Data-quality pass rate"]
+    checked = {(r["stage"], r["table_name"]) for r in quality}
+    assert {("bronze", f"bronze_{s.value}") for s in BRONZE_VALIDATED} <= checked
+    assert {t for stage, t in checked if stage == "silver"} == {
+        f"silver_{name}" for name in SILVER_TABLES
+    }
+    assert all(r["critical_failed"] == 0 and 0 < r["pass_rate"] <= 1 for r in quality)
 
 
 @pytest.mark.timeout(600)

@@ -73,15 +73,18 @@ def test_panels_read_only_the_schemas_of_the_lake_they_were_built_for() -> None:
     lake = Lake("lakecat", "t_1234_", ("events_x", "listens_x", "feedback_x"))
     sql = "\n".join(t.raw_sql for d in build(lake).values() for p in d.panels for t in p.targets)
     schemas = set(re.findall(r'\b(\w+)\."(\w+)"\."', sql))
-    assert schemas == {("lakecat", "t_1234_bronze"), ("lakecat", "t_1234_silver")}
+    assert schemas == {
+        ("lakecat", "t_1234_bronze"),
+        ("lakecat", "t_1234_silver"),
+        ("lakecat", "t_1234_audit"),
+    }
     # No table is named without its catalog and schema.
     assert not re.search(r"\bFROM\s+(?!lakecat\.)", sql)
 
 
 def test_the_freshness_panel_covers_every_bronze_and_silver_table() -> None:
     lake = Lake("delta", "", ("events_x", "listens_x", "feedback_x"))
-    (health,) = [d for d in build(lake).values() if d.uid == "tunelake-lake"]
-    (sql,) = [t.raw_sql for p in health.panels for t in p.targets]
+    sql = panel_queries(lake)["Freshness and row counts"]
     covered = set(re.findall(r"SELECT '(\w+)' AS layer, '(\w+)' AS table_name", sql))
     assert covered == {
         *(("bronze", t) for t in lake.bronze_tables),
@@ -108,3 +111,11 @@ def test_date_filters_expand_as_the_trino_plugin_does() -> None:
     )
     with pytest.raises(ValueError, match="timeFilter"):
         expand_macros("WHERE $__timeFilter(played_at)", date(2026, 1, 1), date(2026, 1, 2))
+
+
+def test_the_pass_rate_panel_reads_the_quality_results_table_per_day_and_table() -> None:
+    lake = Lake("delta", "", ("events_x", "listens_x", "feedback_x"))
+    sql = panel_queries(lake)["Data-quality pass rate"]
+    assert 'FROM delta."audit"."quality_results"' in sql
+    assert "$__dateFilter(check_date)" in sql
+    assert "GROUP BY check_date, stage, table_name" in sql
