@@ -22,7 +22,7 @@ from kafka.errors import KafkaError
 from ingestion.avro_codec import TopicCodec
 from ingestion.registry import Compatibility, RegistryError, SchemaRegistry
 from ingestion.schemas import load_schema
-from ingestion.streams import STREAMS, Stream
+from ingestion.streams import EVENT_STREAMS, STREAMS, Stream
 from tunelake.clients import kafka_admin, kafka_producer
 from tunelake.settings import Settings
 
@@ -46,6 +46,7 @@ class EventProducer:
         self._codecs = {
             stream: TopicCodec(self._registry, spec.topic(settings), load_schema(spec.schema_name))
             for stream, spec in STREAMS.items()
+            if stream in EVENT_STREAMS
         }
         self._producer = None
         self._producer_lock = threading.Lock()

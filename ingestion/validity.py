@@ -39,6 +39,9 @@ SYNTHETIC_USER_PREFIX = "synthetic-"
 MAX_MS_PLAYED = 24 * 3600 * 1000
 MIN_RANK = 1
 MAX_CONTEXT_LENGTH = 256
+MAX_DISPLAY_NAME_LENGTH = 256
+# Debezium's ops: create, update, delete, read (a snapshot's row).
+CDC_OPS = ("c", "u", "d", "r")
 
 
 class FeedbackAction(StrEnum):
@@ -131,6 +134,17 @@ EVENT_RULES: dict[Stream, tuple[FieldRule, ...]] = {
         FieldRule("items", Present()),
         FieldRule("track_id", IDENTIFIER, within="items"),
         FieldRule("rank", Whole(MIN_RANK), within="items"),
+    ),
+    # Debezium's change events of PostgreSQL user_profiles (ingestion/cdc.py). The table's
+    # CHECK constraints hold the same bounds; these catch rows written around them.
+    Stream.USER_PROFILES: (
+        FieldRule("user_id", IDENTIFIER),
+        FieldRule("display_name", Text(max_length=MAX_DISPLAY_NAME_LENGTH)),
+        FieldRule("country", Text(r"^[A-Z]{2}$", 2, 2, "an ISO 3166 country code"), False),
+        FieldRule("birth_year", Whole(1900, 2100), required=False),
+        FieldRule("cdc_op", OneOf(CDC_OPS)),
+        FieldRule("cdc_lsn", Present()),
+        FieldRule("cdc_source_ts_ms", Present()),
     ),
 }
 

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
 
     # Schema registry (Confluent-compatible REST API)
     schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+    # Kafka Connect (Debezium CDC of PostgreSQL `user_profiles`). Its Avro converter is
+    # Apicurio's, which speaks the registry's own API (v2), not the Confluent one.
+    kafka_connect_url: str = "http://127.0.0.1:8083"
+    connect_registry_url: str = "http://127.0.0.1:8081/apis/registry/v2"
+    cdc_connector_name: str = "user-profiles-cdc"
+    cdc_slot_name: str = "tunelake_user_profiles"
     # Trino: the analysts' SQL engine over the lake (catalog `delta`). Bronze and Silver
     # tables are registered in the schemas `<prefix>bronze` and `<prefix>silver`.
     trino_url: str = "http://127.0.0.1:8090"
@@ -191,6 +197,22 @@ class Settings(BaseSettings):
     # most-popular fallback's window (the last N days of Silver track_daily_stats).
     model_refresh_seconds: float = 15.0
     popular_window_days: int = 30
+
+    # Track metadata (the track_metadata DAG): `offline` answers for the generated track
+    # catalog from a bundled file (no network; the local default), `musicbrainz` asks
+    # MusicBrainz's web service (base URL settable, so a test server can stand in), which
+    # wants at most one request a second and a contact in the User-Agent. A track's
+    # metadata older than metadata_stale_days is fetched again.
+    metadata_source: Literal["offline", "musicbrainz"] = "offline"
+    metadata_musicbrainz_url: str = "https://musicbrainz.org/ws/2"
+    metadata_contact: str = "https://github.com/tunelake/tunelake"
+    metadata_requests_per_second: float = 1.0
+    metadata_timeout_seconds: float = 10.0
+    metadata_max_attempts: int = 5
+    metadata_backoff_seconds: float = 1.0
+    metadata_stale_days: int = 30
+    # Another catalog file for the offline source (default: the one shipped in the wheel).
+    metadata_offline_catalog: Path | None = None
 
     @model_validator(mode="before")
     @classmethod

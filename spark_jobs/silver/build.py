@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dq import reports as quality
-from ingestion.streams import STREAMS, Stream
+from ingestion.streams import EVENT_STREAMS, STREAMS, Stream
 from ingestion.validity import SYNTHETIC_USER_PREFIX
 from spark_jobs.silver import aggregates, events
 from spark_jobs.silver.tables import EVENT_TABLES, SILVER_TABLES, Publish
@@ -135,7 +135,7 @@ def validate_bronze(
     from spark_jobs.suites import bronze_suite
 
     versions = {}
-    for stream in Stream:
+    for stream in EVENT_STREAMS:
         path = _bronze_table(settings, stream)
         versions[stream.value] = _latest_commit(spark, path)[0]
         if versions[stream.value] < 0:
@@ -150,7 +150,7 @@ def validate_bronze(
             bronze_suite(stream.value, settings, now),
             run.run_id,
         )
-        for stream in Stream
+        for stream in EVENT_STREAMS
     ]
     _record_verdict(settings, run, "bronze", reports, bronze_versions=versions)
     quality.gate(reports)

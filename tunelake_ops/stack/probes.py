@@ -104,6 +104,14 @@ def registry_ready(settings: Settings) -> bool:
     return response.status_code == 200
 
 
+def connect_ready(settings: Settings) -> bool:
+    """Kafka Connect's REST API answers (the worker has joined its group)."""
+    try:
+        return httpx.get(f"{settings.kafka_connect_url}/connectors", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def ensure_event_schemas(settings: Settings) -> dict[str, int]:
     """Register every event topic's Avro schema (BACKWARD compatibility)."""
     from ingestion.producer import EventProducer

@@ -7,7 +7,10 @@ config and log under ``<state_dir>``, except PostgreSQL's cluster when run as ro
 - ``kafka``: Apache Kafka broker+controller in KRaft mode, from Maven Central jars;
 - ``s3``: SeaweedFS (``weed mini``) serving the S3 API; buckets created at start;
 - ``postgres``: PostgreSQL from Debian packages with ``wal_level=logical`` (for CDC);
-- ``registry``: Apicurio Registry with PostgreSQL storage, Confluent-compatible API.
+- ``registry``: Apicurio Registry with PostgreSQL storage, Confluent-compatible API;
+- ``connect``: Kafka Connect running Debezium's capture of PostgreSQL ``user_profiles``;
+- ``trino``: Trino with the Delta catalog over the lake;
+- ``airflow-*``: Airflow's API server, scheduler and DAG processor.
 """
 
 from __future__ import annotations
@@ -118,6 +121,26 @@ def _java_command(java: str, heap: str, *args: str) -> list[str]:
     return [java, f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.net.preferIPv4Stack=true", *args]
 
 
+def _write_log4j(conf_dir: Path, loggers: dict[str, str]) -> Path:
+    """A log4j2 config: INFO to stdout (the service's log file), ``loggers`` at their levels."""
+    config = conf_dir / "log4j2.properties"
+    lines = [
+        "rootLogger.level = INFO",
+        "rootLogger.appenderRef.stdout.ref = STDOUT",
+        "appender.stdout.type = Console",
+        "appender.stdout.name = STDOUT",
+        "appender.stdout.layout.type = PatternLayout",
+        "appender.stdout.layout.pattern = [%d] %p %m (%c)%n",
+    ]
+    for index, (name, level) in enumerate(loggers.items()):
+        lines += [f"logger.l{index}.name = {name}", f"logger.l{index}.level = {level}"]
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+KAFKA_LOGGERS = {"kafka": "INFO", "state.change.logger": "WARN"}
+
+
 @dataclass
 class KafkaService(Service):
     name: str = "kafka"
@@ -184,28 +207,12 @@ class KafkaService(Service):
         return _java_command(
             install.find_java(17),
             "768m",
-            f"-Dlog4j2.configurationFile={self._write_log4j()}",
+            f"-Dlog4j2.configurationFile={_write_log4j(self.conf_dir, KAFKA_LOGGERS)}",
             "-cp",
             self._classpath(),
             "kafka.Kafka",
             str(self.properties_file),
         )
-
-    def _write_log4j(self) -> Path:
-        config = self.conf_dir / "log4j2.properties"
-        config.write_text(
-            "rootLogger.level = INFO\n"
-            "rootLogger.appenderRef.stdout.ref = STDOUT\n"
-            "appender.stdout.type = Console\n"
-            "appender.stdout.name = STDOUT\n"
-            "appender.stdout.layout.type = PatternLayout\n"
-            "appender.stdout.layout.pattern = [%d] %p %m (%c)%n\n"
-            "logger.kafka.name = kafka\n"
-            "logger.kafka.level = INFO\n"
-            "logger.state.name = state.change.logger\n"
-            "logger.state.level = WARN\n"
-        )
-        return config
 
     def healthy(self) -> bool:
         from tunelake_ops.stack.probes import kafka_cluster_ready
@@ -437,8 +444,11 @@ class PostgresService(Service):
     def bootstrap(self) -> None:
         from tunelake_ops.stack.probes import ensure_databases
 
+        from ingestion.profiles import migrate
+
         s = self.settings
         ensure_databases(s, (s.postgres_db, s.registry_db, s.airflow_db))
+        migrate(s)
 
 
 @dataclass
@@ -486,6 +496,99 @@ class RegistryService(Service):
         from tunelake_ops.stack.probes import ensure_event_schemas
 
         ensure_event_schemas(self.settings)
+
+
+# Jars the Connect worker already has: a plugin must not carry its own copies.
+CONNECT_PROVIDED = {"connect-api", "connect-json", "kafka-clients", "slf4j-api"}
+
+
+@dataclass
+class ConnectService(Service):
+    """Kafka Connect in distributed mode (its REST API on 127.0.0.1) running Debezium.
+
+    Configs, offsets and statuses live in Kafka topics, as in production (Strimzi's
+    KafkaConnect), so a restarted worker resumes the connector from its stored offset.
+    Plugins: the Debezium PostgreSQL archive and Apicurio's Avro converter, each in its
+    own folder under ``plugin.path`` (its own class loader).
+    """
+
+    name: str = "connect"
+    depends_on: tuple[str, ...] = ("kafka", "registry", "postgres")
+
+    @property
+    def port(self) -> int:
+        return _url_port(self.settings.kafka_connect_url)
+
+    @property
+    def properties_file(self) -> Path:
+        return self.conf_dir / "worker.properties"
+
+    def _plugin_dirs(self) -> list[Path]:
+        converter = self.conf_dir / "plugins" / "apicurio-avro-converter"
+        shutil.rmtree(converter, ignore_errors=True)
+        converter.mkdir(parents=True)
+        for jar in install.read_classpath(self.settings, "connect-avro"):
+            if install.artifact_name(jar) not in CONNECT_PROVIDED:
+                (converter / Path(jar).name).symlink_to(jar)
+        return [install.install_distribution(self.settings, "debezium"), converter.parent]
+
+    def prepare(self) -> None:
+        s = self.settings
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        properties = {
+            "bootstrap.servers": s.kafka_bootstrap_servers,
+            "group.id": "tunelake-connect",
+            "config.storage.topic": "_connect_configs",
+            "offset.storage.topic": "_connect_offsets",
+            "status.storage.topic": "_connect_status",
+            "config.storage.replication.factor": "1",
+            "offset.storage.replication.factor": "1",
+            "status.storage.replication.factor": "1",
+            # Offsets are committed every second: after a crash Debezium resends at most
+            # about a second of changes (dim_user drops them), and loses none.
+            "offset.flush.interval.ms": "1000",
+            "listeners": s.kafka_connect_url,
+            "rest.advertised.host.name": "127.0.0.1",
+            "plugin.path": ",".join(str(p) for p in self._plugin_dirs()),
+            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "config.providers": "env",
+            "config.providers.env.class": (
+                "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
+            ),
+        }
+        self.properties_file.write_text(_properties(properties))
+
+    def process_env(self) -> dict[str, str]:
+        from ingestion.cdc import PASSWORD_ENV
+
+        return {
+            **os.environ,
+            PASSWORD_ENV: self.settings.postgres_password.get_secret_value(),
+        }
+
+    def command(self) -> list[str]:
+        loggers = {"org.apache.kafka": "WARN", "org.reflections": "ERROR", "io.debezium": "INFO"}
+        return _java_command(
+            install.find_java(17),
+            "512m",
+            f"-Dlog4j2.configurationFile={_write_log4j(self.conf_dir, loggers)}",
+            "-cp",
+            os.pathsep.join(install.read_classpath(self.settings, "connect")),
+            "org.apache.kafka.connect.cli.ConnectDistributed",
+            str(self.properties_file),
+        )
+
+    def healthy(self) -> bool:
+        from tunelake_ops.stack.probes import connect_ready
+
+        return connect_ready(self.settings)
+
+    def bootstrap(self) -> None:
+        from ingestion.cdc import apply_connector, wait_running
+
+        apply_connector(self.settings)
+        wait_running(self.settings)
 
 
 TRINO_CATALOGS = SOURCE_ROOT / "deploy" / "trino" / "catalog"
@@ -651,6 +754,7 @@ SERVICE_TYPES: tuple[type[Service], ...] = (
     S3Service,
     KafkaService,
     RegistryService,
+    ConnectService,
     TrinoService,
     AirflowApiServer,
     AirflowScheduler,

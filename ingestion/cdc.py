@@ -1,0 +1,138 @@
+"""Debezium's capture of PostgreSQL ``user_profiles`` into the ``user_profiles`` topic.
+
+One connector on Kafka Connect: pgoutput over a publication the migrations create, a
+replication slot that holds every change until Connect has stored its offset (so a
+restarted worker resumes where it stopped, losing nothing), and two transforms:
+
+- ``unwrap`` (Debezium's ExtractNewRecordState): each event is the row after the change
+  plus ``cdc_op`` (c, u, d, r for snapshot reads), ``cdc_lsn`` and ``cdc_source_ts_ms``
+  (the commit time); a delete is the row before it with ``cdc_deleted`` true. Flat rows
+  pass through Bronze's decode and rules like every other topic.
+- ``route``: the topic is ``settings.topic_user_profiles``, not Debezium's
+  ``<prefix>.<schema>.<table>``.
+
+Keys and values are Avro, registered by Apicurio's converter and framed like every other
+topic (magic byte, 4-byte content id), so Bronze reads them with the registry's schemas.
+The database password reaches the connector through the worker's environment
+(``${env:...}``), never through the connector config Connect stores in Kafka.
+
+Delivery is at least once: after a worker crash Debezium may send again changes it had
+sent but not yet recorded; ``dim_user`` drops them by (user, LSN, op).
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from ingestion.profiles import PUBLICATION, TABLE
+from tunelake.settings import Settings
+
+CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
+PASSWORD_ENV = "TUNELAKE_POSTGRES_PASSWORD"
+RUNNING = "RUNNING"
+
+
+class ConnectError(RuntimeError):
+    """Kafka Connect refused the connector or it did not start running."""
+
+
+def _converter(settings: Settings, side: str) -> dict[str, str]:
+    prefix = f"{side}.converter"
+    return {
+        prefix: CONVERTER,
+        f"{prefix}.apicurio.registry.url": settings.connect_registry_url,
+        f"{prefix}.apicurio.registry.auto-register": "true",
+        f"{prefix}.apicurio.registry.find-latest": "true",
+        # Confluent framing (0x00 + 4-byte content id) in the payload, not in headers:
+        # what Bronze and every Confluent-compatible reader expect.
+        f"{prefix}.apicurio.registry.headers.enabled": "false",
+        f"{prefix}.apicurio.registry.as-confluent": "true",
+        f"{prefix}.apicurio.registry.use-id": "contentId",
+    }
+
+
+def connector_config(settings: Settings) -> dict[str, str]:
+    """The connector's configuration, as Kafka Connect's REST API takes it."""
+    return {
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "tasks.max": "1",
+        "plugin.name": "pgoutput",
+        "database.hostname": settings.postgres_host,
+        "database.port": str(settings.postgres_port),
+        "database.user": settings.postgres_user,
+        "database.password": f"${{env:{PASSWORD_ENV}}}",
+        "database.dbname": settings.postgres_db,
+        "topic.prefix": "tunelake",
+        "table.include.list": TABLE,
+        "publication.name": PUBLICATION,
+        "publication.autocreate.mode": "disabled",
+        "slot.name": settings.cdc_slot_name,
+        "snapshot.mode": "initial",
+        # The delete event itself closes the user in dim_user; Bronze has no use for a
+        # null-valued tombstone after it.
+        "tombstones.on.delete": "false",
+        "transforms": "unwrap,route",
+        "transforms.unwrap.type": "io.debezium.transforms.ExtractNewRecordState",
+        "transforms.unwrap.delete.tombstone.handling.mode": "rewrite",
+        "transforms.unwrap.add.fields": "op,lsn,source.ts_ms",
+        "transforms.unwrap.add.fields.prefix": "cdc_",
+        "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+        "transforms.route.regex": ".*",
+        "transforms.route.replacement": settings.topic_user_profiles,
+        **_converter(settings, "key"),
+        **_converter(settings, "value"),
+    }
+
+
+def _client(settings: Settings) -> httpx.Client:
+    return httpx.Client(base_url=settings.kafka_connect_url, timeout=30.0)
+
+
+def apply_connector(settings: Settings) -> None:
+    """Create the connector, or update it to this config (PUT is idempotent)."""
+    name = settings.cdc_connector_name
+    with _client(settings) as client:
+        response = client.put(f"/connectors/{name}/config", json=connector_config(settings))
+    if response.status_code >= 400:
+        raise ConnectError(f"Kafka Connect refused connector {name}: {response.text}")
+
+
+def connector_status(settings: Settings) -> dict | None:
+    """Connect's status of the connector and its tasks, or None if it does not exist."""
+    with _client(settings) as client:
+        response = client.get(f"/connectors/{settings.cdc_connector_name}/status")
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return response.json()
+
+
+def is_running(status: dict | None) -> bool:
+    return bool(
+        status
+        and status["connector"]["state"] == RUNNING
+        and status["tasks"]
+        and all(task["state"] == RUNNING for task in status["tasks"])
+    )
+
+
+def wait_running(settings: Settings, timeout_s: float = 120.0) -> dict:
+    """Poll until the connector and its task run; a failed task raises with its trace."""
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while time.monotonic() < deadline:
+        status = connector_status(settings)
+        if is_running(status):
+            return status
+        failed = [t for t in (status or {}).get("tasks", []) if t["state"] == "FAILED"]
+        if failed:
+            trace = failed[0].get("trace", "").splitlines()[:5]
+            raise ConnectError(
+                f"connector {settings.cdc_connector_name} task failed: " + "\n".join(trace)
+            )
+        time.sleep(0.5)
+    raise ConnectError(
+        f"connector {settings.cdc_connector_name} not running after {timeout_s:.0f} s: {status}"
+    )
