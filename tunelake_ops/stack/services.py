@@ -442,9 +442,8 @@ class PostgresService(Service):
         return postgres_ready(self.settings)
 
     def bootstrap(self) -> None:
-        from tunelake_ops.stack.probes import ensure_databases
-
         from ingestion.profiles import migrate
+        from tunelake_ops.stack.probes import ensure_databases
 
         s = self.settings
         ensure_databases(s, (s.postgres_db, s.registry_db, s.airflow_db))
