@@ -15,6 +15,7 @@ from tunelake.logs import configure_logging
 from tunelake.settings import get_settings
 from tunelake_ops.jobs import FromDate, ToDate, date_range, fail, jobs
 from tunelake_ops.model_cli import model
+from tunelake_ops.users_cli import users
 
 app = typer.Typer(
     help="tunelake: a music-recommendation lakehouse.", no_args_is_help=True, add_completion=False
@@ -22,6 +23,7 @@ app = typer.Typer(
 # The platform's jobs (bronze, silver, ...) are commands of the CLI too.
 app.add_typer(jobs)
 app.add_typer(model, name="model")
+app.add_typer(users, name="users")
 console = Console(stderr=True)
 
 
