@@ -122,6 +122,47 @@ def retrain(
     Console().print(retrain_table(result))
 
 
+@jobs.command("dim-user")
+def dim_user() -> None:
+    """Rebuild Silver dim_user (SCD2) from the Bronze user_profiles changes (Debezium CDC)."""
+    from spark_jobs.common.session import build_spark
+    from spark_jobs.silver.dim_user import DimUserError, build
+
+    settings = get_settings()
+    try:
+        build(build_spark(settings, "tunelake-dim-user"), settings)
+    except DimUserError as exc:
+        raise fail(exc) from None
+
+
+@jobs.command()
+def privacy(
+    action: Annotated[
+        str, typer.Argument(help="delete-users (then VACUUM), or vacuum alone")
+    ] = "delete-users",
+    requested_by: Annotated[
+        str | None, typer.Option(help="Who asked for the run, kept in the audit records")
+    ] = None,
+) -> None:
+    """Remove the users deleted in PostgreSQL (Silver dim_user) from every Silver table,
+    record each deletion in audit.privacy_deletions, then VACUUM Silver."""
+    from spark_jobs.common.session import build_spark
+    from spark_jobs.silver import privacy as job
+
+    if action not in ("delete-users", "vacuum"):
+        raise fail(ValueError(f"unknown action {action!r}; one of delete-users, vacuum"))
+    settings = get_settings()
+    spark = build_spark(settings, f"tunelake-privacy-{action}")
+    if action == "vacuum":
+        console.print(f"vacuumed: {', '.join(job.vacuum(spark, settings))}")
+        return
+    done = job.run(spark, settings, requested_by)
+    console.print(
+        f"{len(done.deletions)} deletion(s) processed; rows removed {done.rows_removed}; "
+        f"track days recomputed {len(done.recomputed_dates)}"
+    )
+
+
 def spark_submit_argv(settings: Settings, *job: str) -> list[str]:
     """``spark-submit`` of a job, as the Airflow tasks build it (jars on the command line:
     Delta's session extension must be on the driver's classpath before it starts)."""
