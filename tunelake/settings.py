@@ -211,8 +211,8 @@ class Settings(BaseSettings):
     metadata_max_attempts: int = 5
     metadata_backoff_seconds: float = 1.0
     metadata_stale_days: int = 30
-    # Another catalog file for the offline source (default: the one shipped in the wheel).
-    metadata_offline_catalog: Path | None = None
+    # Another catalog file for the offline source (empty: the one shipped in the wheel).
+    metadata_offline_catalog: str = ""
 
     @model_validator(mode="before")
     @classmethod
