@@ -90,6 +90,12 @@ def registry(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def connect(settings: Settings) -> Settings:
+    require_service(settings, "connect")
+    return settings
+
+
+@pytest.fixture(scope="session")
 def trino(settings: Settings) -> Settings:
     require_service(settings, "trino")
     return settings

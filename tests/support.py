@@ -58,32 +58,40 @@ def free_port() -> int:
 
 @contextmanager
 def throwaway_lake(monkeypatch, prefix: str, **settings: str) -> Iterator[Settings]:
-    """Settings with lakehouse and models buckets and topics of their own (and
+    """Settings with lakehouse, checkpoints and models buckets and topics of their own (and
     ``settings``), also in the environment for the processes a test starts; all are
-    deleted afterwards."""
+    deleted afterwards. A topic named in ``settings`` (a shared one, e.g. Debezium's
+    ``user_profiles``) is used as it is and kept."""
     suffix = uuid.uuid4().hex[:8]
+    bucket = prefix.replace("_", "-")
+    own_topics = {
+        STREAMS[s].topic_setting: f"{prefix}_{s.value}_{suffix}"
+        for s in Stream
+        if STREAMS[s].topic_setting not in settings
+    }
     overrides = {
-        "lakehouse_bucket": f"{prefix.replace('_', '-')}-{suffix}",
-        "models_bucket": f"{prefix.replace('_', '-')}-models-{suffix}",
+        "lakehouse_bucket": f"{bucket}-{suffix}",
+        "checkpoints_bucket": f"{bucket}-checkpoints-{suffix}",
+        "models_bucket": f"{bucket}-models-{suffix}",
         # Its tables, once registered in Trino, go to schemas of its own.
         "trino_schema_prefix": f"{prefix.replace('-', '_')}_{suffix}_",
-        **{STREAMS[s].topic_setting: f"{prefix}_{s.value}_{suffix}" for s in Stream},
+        **own_topics,
         **settings,
     }
     for name, value in overrides.items():
         monkeypatch.setenv(f"TUNELAKE_{name.upper()}", value)
     lake = Settings()
-    topics = [STREAMS[s].topic(lake) for s in Stream]
-    ensure_buckets(lake, (lake.lakehouse_bucket, lake.models_bucket))
-    ensure_topics(lake, tuple(topics))
+    buckets = (lake.lakehouse_bucket, lake.checkpoints_bucket, lake.models_bucket)
+    ensure_buckets(lake, buckets)
+    ensure_topics(lake, tuple(own_topics.values()))
     try:
         yield lake
     finally:
         admin = kafka_admin(lake)
-        admin.delete_topics(topics)
+        admin.delete_topics(list(own_topics.values()))
         admin.close()
-        drop_bucket(lake, lake.lakehouse_bucket)
-        drop_bucket(lake, lake.models_bucket)
+        for name in buckets:
+            drop_bucket(lake, name)
         forget_schemas(lake)
 
 

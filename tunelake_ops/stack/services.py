@@ -546,6 +546,9 @@ class ConnectService(Service):
             # Offsets are committed every second: after a crash Debezium resends at most
             # about a second of changes (dim_user drops them), and loses none.
             "offset.flush.interval.ms": "1000",
+            # One worker: a task it lost in a crash is its again at once when it rejoins,
+            # rather than after the default five minutes kept for another worker.
+            "scheduled.rebalance.max.delay.ms": "0",
             "listeners": s.kafka_connect_url,
             "rest.advertised.host.name": "127.0.0.1",
             "plugin.path": ",".join(str(p) for p in self._plugin_dirs()),
