@@ -7,12 +7,13 @@ those params (a backfill). Re-running a day rewrites the same rows.
 
 from datetime import datetime
 
-from airflow.sdk import DAG, Param, chain
+from airflow.sdk import DAG, chain
 
 from tunelake_ops.airflow_tasks import (
     DEFAULT_ARGS,
     FROM_DATE,
     TO_DATE,
+    backfill_params,
     register_in_trino_task,
     tunelake_spark_task,
 )
@@ -27,20 +28,7 @@ with DAG(
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["tunelake", "silver", "great-expectations"],
-    params={
-        "start": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="First ingest date of a backfill (default: the run's day)",
-        ),
-        "end": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            description="Last ingest date of a backfill (default: start)",
-        ),
-    },
+    params=backfill_params(),
 ):
     chain(
         *[

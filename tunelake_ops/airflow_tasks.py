@@ -45,6 +45,26 @@ FROM_DATE = "{{ params.start or " + _RUN_DAY + " }}"
 TO_DATE = "{{ params.end or params.start or " + _RUN_DAY + " }}"
 
 
+def backfill_params() -> dict:
+    """The params of a DAG run over ingest dates: ``start`` and ``end`` of a backfill."""
+    from airflow.sdk import Param
+
+    return {
+        "start": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="First ingest date of a backfill (default: the run's day)",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Last ingest date of a backfill (default: start)",
+        ),
+    }
+
+
 def tunelake_spark_task(task_id: str, *command: str) -> BaseOperator:
     """A Spark task running the job ``command`` (e.g. ``"silver", "stage", ...``)."""
     settings = get_settings()

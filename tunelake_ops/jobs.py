@@ -101,6 +101,31 @@ def silver(
 
 
 @jobs.command()
+def metadata(
+    stage: Annotated[str, typer.Argument(help="fetch, build, check, or all")] = "all",
+    start: FromDate = None,
+    end: ToDate = None,
+) -> None:
+    """Track metadata for the tracks ingested in [--from, --to]: fetch (Bronze), build
+    dim_track (SCD2), check tracks without metadata. The source: TUNELAKE_METADATA_SOURCE."""
+    from dq.reports import QualityGateError
+    from ingestion.metadata import MetadataSourceError
+    from spark_jobs.common.session import build_spark
+    from spark_jobs.silver.build import SilverRun
+    from spark_jobs.track_metadata import STAGES, refresh
+
+    stages = {**STAGES, "all": refresh}
+    if stage not in stages:
+        raise fail(ValueError(f"unknown stage {stage!r}; one of {sorted(stages)}"))
+    settings = get_settings()
+    run = SilverRun.for_dates(*date_range(start, end))
+    try:
+        stages[stage](build_spark(settings, f"tunelake-metadata-{stage}"), settings, run)
+    except (MetadataSourceError, QualityGateError) as exc:
+        raise fail(exc) from None
+
+
+@jobs.command()
 def retrain(
     search_seconds: Annotated[
         float | None, typer.Option(help="Search budget (default: TUNELAKE_MODEL_SEARCH_SECONDS)")

@@ -88,7 +88,7 @@ def lake_tables(settings: Settings) -> list[LakeTable]:
     """Every Bronze, Silver and audit table of the lake (quarantine included) that has a
     Delta log."""
     from ingestion.streams import STREAMS
-    from spark_jobs.silver.tables import SILVER_TABLES
+    from spark_jobs.silver.tables import BRONZE_TRACK_METADATA, DIM_TRACK, SILVER_TABLES
 
     bronze, silver = schema_of(settings, "bronze"), schema_of(settings, "silver")
     topics = [spec.topic(settings) for spec in STREAMS.values()]
@@ -100,6 +100,8 @@ def lake_tables(settings: Settings) -> list[LakeTable]:
             for topic in topics
         ),
         *(LakeTable(silver, name, t.path(settings)) for name, t in SILVER_TABLES.items()),
+        LakeTable(bronze, BRONZE_TRACK_METADATA, settings.bronze_path(BRONZE_TRACK_METADATA)),
+        LakeTable(silver, DIM_TRACK, settings.silver_path(DIM_TRACK)),
         *_audit_tables(settings, s3),
     ]
     present = []

@@ -42,3 +42,8 @@ AGGREGATE_TABLES = (
     SilverTable("user_track_interactions", ("user_id", "track_id"), None, Publish.UPSERT),
 )
 SILVER_TABLES = {t.name: t for t in (*EVENT_TABLES, *AGGREGATE_TABLES)}
+
+# The track_metadata DAG's tables, outside the build above: Bronze fetches (append-only)
+# and the SCD2 dimension rebuilt from them (spark_jobs/track_metadata.py).
+BRONZE_TRACK_METADATA = "track_metadata"
+DIM_TRACK = "dim_track"

@@ -9,9 +9,11 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 from spark_jobs.silver.build import STAGES
+from spark_jobs.track_metadata import STAGES as METADATA_JOB_STAGES
 from tunelake_ops.airflow_env import DAGS_FOLDER, SPARK_CONNECTION
+from tunelake_ops.airflow_tasks import FROM_DATE, TO_DATE
 from tunelake_ops.jobs import JOBS, SUBMIT_APP
-from tunelake_ops.pipeline import SILVER_STAGES
+from tunelake_ops.pipeline import METADATA_STAGES, SILVER_STAGES
 
 REGISTER = "register_in_trino"
 
@@ -23,7 +25,13 @@ def bag() -> DagBag:
 
 def test_every_dag_file_imports(bag):
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"bronze_catchup", "silver_daily", "als_retrain"}
+    assert set(bag.dag_ids) == {
+        "bronze_catchup",
+        "silver_daily",
+        "als_retrain",
+        "track_metadata",
+        "user_profiles",
+    }
 
 
 def test_dags_are_tagged_retried_and_acyclic(bag):
@@ -52,6 +60,8 @@ def test_every_spark_task_runs_a_registered_job(bag):
             assert command[0] in JOBS, command
             if command[0] == "silver":
                 assert command[1] in SILVER_STAGES, command
+            if command[0] == "metadata":
+                assert command[1] in METADATA_STAGES, command
 
 
 def test_silver_daily_runs_the_pipeline_stages_in_order_then_registers_in_trino(bag):
@@ -60,6 +70,18 @@ def test_silver_daily_runs_the_pipeline_stages_in_order_then_registers_in_trino(
     assert [t.application_args[1] for t in stages] == list(SILVER_STAGES)
     assert last.task_id == REGISTER and last.upstream_task_ids == {"publish"}
     assert set(dag.params) == {"start", "end"}
+
+
+def test_track_metadata_fetches_builds_checks_then_registers_in_trino_daily(bag):
+    dag = bag.get_dag("track_metadata")
+    assert set(METADATA_STAGES) == set(METADATA_JOB_STAGES)
+    *stages, last = dag.topological_sort()
+    assert [t.application_args[:2] for t in stages] == [["metadata", s] for s in METADATA_STAGES]
+    for task in stages:  # the same ingest-date range as silver_daily: backfillable
+        assert task.application_args[2:] == ["--from", FROM_DATE, "--to", TO_DATE]
+    assert last.task_id == REGISTER and last.upstream_task_ids == {"metadata_check"}
+    assert set(dag.params) == {"start", "end"}
+    assert dag.schedule == "@daily"
 
 
 def test_bronze_catchup_registers_new_bronze_tables_in_trino(bag):
