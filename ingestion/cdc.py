@@ -31,6 +31,7 @@ from tunelake.settings import Settings
 
 CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
 PASSWORD_ENV = "TUNELAKE_POSTGRES_PASSWORD"
+USER_ENV = "TUNELAKE_POSTGRES_USER"
 RUNNING = "RUNNING"
 
 
@@ -53,15 +54,20 @@ def _converter(settings: Settings, side: str) -> dict[str, str]:
     }
 
 
-def connector_config(settings: Settings) -> dict[str, str]:
-    """The connector's configuration, as Kafka Connect's REST API takes it."""
+def connector_config(settings: Settings, *, user_from_env: bool = False) -> dict[str, str]:
+    """The connector's configuration, as Kafka Connect's REST API takes it.
+
+    ``user_from_env``: the user name too is read from the worker's environment
+    (``TUNELAKE_POSTGRES_USER``), as on Kubernetes, where user and password are one Secret
+    the chart references but never reads.
+    """
     return {
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
         "tasks.max": "1",
         "plugin.name": "pgoutput",
         "database.hostname": settings.postgres_host,
         "database.port": str(settings.postgres_port),
-        "database.user": settings.postgres_user,
+        "database.user": f"${{env:{USER_ENV}}}" if user_from_env else settings.postgres_user,
         "database.password": f"${{env:{PASSWORD_ENV}}}",
         "database.dbname": settings.postgres_db,
         "topic.prefix": "tunelake",
