@@ -22,6 +22,7 @@ REAL_SERVERS = {
     "s3": "weed mini",
     "postgres": "postgres",
     "registry": "java quarkus-run.jar",
+    "connect": "java org.apache.kafka.connect.cli.ConnectDistributed",
     "trino": "java io.trino.server.TrinoServer",
     "airflow-api-server": "airflow api_server",
     "airflow-scheduler": "airflow scheduler",
@@ -42,6 +43,8 @@ def throwaway(tmp_path_factory):
         s3_endpoint_url="http://127.0.0.1:28333",
         postgres_port=25432,
         schema_registry_url="http://127.0.0.1:28081/apis/ccompat/v7",
+        connect_registry_url="http://127.0.0.1:28081/apis/registry/v2",
+        kafka_connect_url="http://127.0.0.1:28083",
         airflow_port=28080,
         trino_url="http://127.0.0.1:28090",
     )
