@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,7 +18,7 @@ import pytest
 import yaml
 from deploy_support import parse_properties, run_tool
 
-from tunelake.settings import LOCAL_SECRET_DEFAULTS
+from tunelake.settings import LOCAL_SECRET_DEFAULTS, Settings
 from tunelake_ops.stack.services import SERVICE_TYPES
 
 pytestmark = pytest.mark.unit
@@ -141,6 +142,7 @@ def test_secrets_come_from_the_environment_everywhere(
     assert services["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == s3
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == pg
     assert services["registry"]["environment"]["APICURIO_DATASOURCE_PASSWORD"] == pg
+    assert services["connect"]["environment"]["TUNELAKE_POSTGRES_PASSWORD"] == pg
     airflow_db = services["airflow-scheduler"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert f":{pg}@postgres:5432/" in airflow_db
     for name, service in services.items():
@@ -155,16 +157,17 @@ def test_long_running_services_have_healthchecks_and_one_shots_do_not_restart(
     project: dict,
 ) -> None:
     services = project["services"]
-    one_shots = {
+    one_shots = {name for name, service in services.items() if service.get("restart") == "no"}
+    assert one_shots == {"kafka-init", "minio-init", "airflow-init", "cdc-init"}
+    awaited = {
         target
         for service in services.values()
         for target, dep in (service.get("depends_on") or {}).items()
         if dep["condition"] == "service_completed_successfully"
     }
-    assert one_shots == {"kafka-init", "minio-init", "airflow-init"}
+    assert awaited <= one_shots, f"awaited to finish but restarted: {awaited - one_shots}"
     for name, service in services.items():
         if name in one_shots:
-            assert service.get("restart") == "no", f"{name} is a one-shot: restart: 'no'"
             continue
         health = service.get("healthcheck") or {}
         assert health.get("test") and not health.get("disable"), f"{name} has no healthcheck"
@@ -242,3 +245,87 @@ def test_grafana_provisions_the_files_the_helm_values_carry(project: dict, repo_
     trino = urlparse(env["TRINO_URL"])
     assert trino.hostname in project["services"]
     assert {p["target"] for p in project["services"][trino.hostname]["ports"]} == {trino.port}
+
+
+def _worker_properties(connect_env: dict[str, str]) -> dict[str, str]:
+    """The worker properties the Debezium Connect image writes from CONNECT_* variables
+    (the prefix dropped, lower-cased, underscores to dots)."""
+    return {
+        name.removeprefix("CONNECT_").lower().replace("_", "."): value
+        for name, value in connect_env.items()
+        if name.startswith("CONNECT_")
+    }
+
+
+def _pom_version(pom: Path, artifact: str) -> str:
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    for dependency in ET.parse(pom).getroot().iterfind(".//m:dependency", ns):
+        if dependency.findtext("m:artifactId", namespaces=ns) == artifact:
+            return dependency.findtext("m:version", namespaces=ns)
+    raise AssertionError(f"{pom}: no dependency {artifact}")
+
+
+def test_connect_twin_runs_the_pinned_debezium_with_apicurio_and_env_secrets(
+    project: dict, repo_root: Path
+) -> None:
+    from ingestion.cdc import PASSWORD_ENV
+
+    connect = project["services"]["connect"]
+    debezium = _pom_version(repo_root / "jvm/debezium/pom.xml", "debezium-connector-postgres")
+    assert connect["image"] == f"quay.io/debezium/connect:{debezium}"
+    env = connect["environment"]
+    assert env["ENABLE_APICURIO_CONVERTERS"] == "true"
+    properties = _worker_properties(env)
+    assert properties["config.providers"] == "env"
+    assert properties["config.providers.env.class"] == (
+        "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
+    )
+    assert env[PASSWORD_ENV]
+    # Distributed mode: state in Kafka topics of their own, never one of tunelake's.
+    internal = {
+        env["CONFIG_STORAGE_TOPIC"],
+        env["OFFSET_STORAGE_TOPIC"],
+        env["STATUS_STORAGE_TOPIC"],
+    }
+    assert len(internal) == 3 and not internal & set(Settings(_env_file=None).topics)
+    for kind in ("config", "offset", "status"):
+        assert properties[f"{kind}.storage.replication.factor"] == "1"  # one broker
+    assert env["REST_HOST_NAME"] == "0.0.0.0"
+    assert {p["target"] for p in connect["ports"]} == {8083}
+
+
+def test_cdc_init_registers_connector_config_for_the_compose_services(
+    project: dict, settings_from_env: Callable[[dict[str, str]], object]
+) -> None:
+    from ingestion.cdc import connector_config
+
+    services = project["services"]
+    init = services["cdc-init"]
+    assert init["command"] == ["tunelake", "cdc", "apply"]
+    # The Spark image: the one tunelake image with the PostgreSQL driver.
+    assert init["image"] == services["spark-master"]["image"]
+    assert {target: dep["condition"] for target, dep in init["depends_on"].items()} == {
+        "postgres": "service_healthy",
+        "kafka-init": "service_completed_successfully",
+        "registry": "service_healthy",
+        "connect": "service_healthy",
+    }
+    settings = settings_from_env(tunelake_env(init))
+    connect_url = urlparse(settings.kafka_connect_url)
+    assert connect_url.hostname == "connect"
+    assert connect_url.port in {p["target"] for p in services["connect"]["ports"]}
+    config = connector_config(settings)
+    assert config["database.hostname"] == "postgres"
+    assert config["database.port"] == "5432"
+    # The topic kafka-init created, and the registry's own API on its container port.
+    assert config["transforms.route.replacement"] in services["kafka-init"]["environment"].values()
+    registry = urlparse(config["value.converter.apicurio.registry.url"])
+    assert registry.hostname == "registry" and registry.path == "/apis/registry/v2"
+    assert registry.port in {p["target"] for p in services["registry"]["ports"]}
+    # Every ${env:NAME} the config names is in the worker's environment.
+    referenced = {
+        match for value in config.values() for match in re.findall(r"\$\{env:([A-Z_]+)\}", value)
+    }
+    assert referenced and referenced <= set(services["connect"]["environment"])
