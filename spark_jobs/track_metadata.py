@@ -54,6 +54,14 @@ class MetadataSummary:
     dim_track_rows: int
     report: QualityReport
 
+    def describe(self) -> str:
+        missing = sum(f.unexpected_count or 0 for f in self.report.failures)
+        return (
+            f"track metadata from {self.fetched.source}: {self.fetched.fetched:,} of "
+            f"{self.fetched.asked:,} tracks fetched; dim_track {self.dim_track_rows:,} rows; "
+            f"{missing:,} of {self.report.rows:,} event tracks without metadata"
+        )
+
 
 def refresh(spark: SparkSession, settings: Settings, run: SilverRun) -> MetadataSummary:
     """The whole chain once (the in-process pipeline and the demo)."""

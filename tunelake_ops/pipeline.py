@@ -1,10 +1,11 @@
 """The batch chain the DAGs run, as one in-process call for scripts, CI and the demo.
 
-Bronze catch-up -> validate Bronze -> stage Silver -> validate Silver -> publish -> register
-the lake's new tables in Trino -> retrain the model (train, evaluate, register, promote if
-it passes the gate). The ``silver_daily`` DAG runs the same Silver stages
-(``SILVER_STAGES``), one task each; ``bronze_catchup`` the first step; ``als_retrain`` the
-last.
+Bronze catch-up -> validate Bronze -> stage Silver -> validate Silver -> publish -> track
+metadata (fetch, dim_track, check) -> register the lake's new tables in Trino -> retrain the
+model (train, evaluate, register, promote if it passes the gate). The ``silver_daily`` DAG
+runs the same Silver stages (``SILVER_STAGES``), one task each; ``track_metadata`` the
+metadata stages (``METADATA_STAGES``); ``bronze_catchup`` the first step; ``als_retrain``
+the last.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from tunelake.settings import Settings
 
 if TYPE_CHECKING:
     from ml.train import RetrainResult
+    from spark_jobs.track_metadata import MetadataSummary
 
 Progress = Callable[[str, str], None]
 
 # The order of the silver_daily DAG's Spark tasks; names are `tunelake silver` stages.
 SILVER_STAGES = ("validate-bronze", "stage", "validate-silver", "publish")
+# The order of the track_metadata DAG's Spark tasks; names are `tunelake metadata` stages.
+METADATA_STAGES = ("fetch", "build", "check")
 
 
 @dataclass
@@ -38,6 +42,7 @@ class PipelineSummary:
     model: RetrainResult | None = None
     # Why no model was trained (too little history to evaluate one), when none was.
     no_model_reason: str | None = None
+    metadata: MetadataSummary | None = None
 
     def render(self) -> Group:
         tables = Table("silver table", "rows changed this run", "rows in table", title="Silver")
@@ -56,9 +61,12 @@ class PipelineSummary:
             checks.add_row(
                 report.table, f"{report.rows:,}", f"{passed}/{report.evaluated}", verdict
             )
+        parts = [tables, checks]
+        if self.metadata is not None:
+            parts.append(self.metadata.describe())
         if self.model is not None:
-            return Group(tables, checks, retrain_table(self.model))
-        return Group(tables, checks, f"model: not trained: {self.no_model_reason}")
+            return Group(*parts, retrain_table(self.model))
+        return Group(*parts, f"model: not trained: {self.no_model_reason}")
 
 
 METRICS = ("ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "coverage@10", "users")
@@ -83,6 +91,7 @@ def run_pipeline(
 ) -> PipelineSummary:
     from ingestion.streams import Stream
     from ml.train import TrainingDataError, retrain
+    from spark_jobs import track_metadata
     from spark_jobs.bronze.ingest import run as bronze
     from spark_jobs.common.session import build_spark
     from spark_jobs.silver import build
@@ -107,6 +116,8 @@ def run_pipeline(
     summary.staged_rows = {name: info["rows"] for name, info in manifest["tables"].items()}
     summary.quality += timed("validate silver", lambda: build.validate_silver(spark, settings, run))
     timed("publish", lambda: build.publish(spark, settings, run))
+    summary.metadata = timed("track metadata", lambda: track_metadata.refresh(spark, settings, run))
+    summary.quality.append(summary.metadata.report)
     timed("register in Trino", lambda: register_tables(settings))
     summary.table_rows = {
         name: spark.read.format("delta").load(table.path(settings)).count()

@@ -52,6 +52,7 @@ SCHEMA = T.StructType(
 
 @dataclass(frozen=True)
 class FetchResult:
+    source: str
     tracks_seen: int
     asked: int
     fetched: int
@@ -106,7 +107,7 @@ def fetch(
         r.track_id for r in needing_fetch(seen, known, now, settings.metadata_stale_days).collect()
     )
     found = source.fetch(wanted) if wanted else []
-    result = FetchResult(tracks_seen=seen.count(), asked=len(wanted), fetched=len(found))
+    result = FetchResult(source.name, seen.count(), asked=len(wanted), fetched=len(found))
     seen.unpersist()
     if found:
         rows = [
