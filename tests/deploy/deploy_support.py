@@ -109,3 +109,21 @@ def parse_properties(text: str) -> dict[str, str]:
         if line and not line.startswith(("#", "!"))
     )
     return {key.strip(): value.strip() for key, value in pairs}
+
+
+def pom_dependency_version(module: str, artifact: str) -> str:
+    """The version jvm/<module>/pom.xml pins for ``artifact`` (properties resolved), the
+    local stack's; deployments must run the same."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    root = ET.parse(REPO_ROOT / "jvm" / module / "pom.xml").getroot()
+    declared = root.find("m:properties", ns)
+    properties = {} if declared is None else {c.tag.split("}")[1]: c.text for c in declared}
+    for dependency in root.iterfind(".//m:dependency", ns):
+        if dependency.findtext("m:artifactId", namespaces=ns) == artifact:
+            version = dependency.findtext("m:version", namespaces=ns)
+            if version.startswith("${"):
+                version = properties[version[2:-1]]
+            return version
+    raise AssertionError(f"jvm/{module}/pom.xml: no dependency {artifact}")

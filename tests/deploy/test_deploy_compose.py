@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from deploy_support import parse_properties, run_tool
+from deploy_support import parse_properties, pom_dependency_version, run_tool
 
 from tunelake.settings import LOCAL_SECRET_DEFAULTS, Settings
 from tunelake_ops.stack.services import SERVICE_TYPES
@@ -257,23 +257,13 @@ def _worker_properties(connect_env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _pom_version(pom: Path, artifact: str) -> str:
-    import xml.etree.ElementTree as ET
-
-    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
-    for dependency in ET.parse(pom).getroot().iterfind(".//m:dependency", ns):
-        if dependency.findtext("m:artifactId", namespaces=ns) == artifact:
-            return dependency.findtext("m:version", namespaces=ns)
-    raise AssertionError(f"{pom}: no dependency {artifact}")
-
-
 def test_connect_twin_runs_the_pinned_debezium_with_apicurio_and_env_secrets(
     project: dict, repo_root: Path
 ) -> None:
     from ingestion.cdc import PASSWORD_ENV
 
     connect = project["services"]["connect"]
-    debezium = _pom_version(repo_root / "jvm/debezium/pom.xml", "debezium-connector-postgres")
+    debezium = pom_dependency_version("debezium", "debezium-connector-postgres")
     assert connect["image"] == f"quay.io/debezium/connect:{debezium}"
     env = connect["environment"]
     assert env["ENABLE_APICURIO_CONVERTERS"] == "true"

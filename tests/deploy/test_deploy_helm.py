@@ -5,9 +5,10 @@ Schema-checked offline (kubernetes-validate's bundled OpenAPI schemas, strict: u
 fields fail), for the oldest Kubernetes the chart supports and a current one: every
 built-in kind the chart renders (BUILTIN_KINDS below).
 Only structurally checked (apiVersion/kind/metadata.name, plus the field-level checks in
-test_spark_applications_*): the Spark Operator CRDs SparkApplication and
-ScheduledSparkApplication, whose schemas are not available offline here (the operator's
-Go module is not served by the module proxy, and no PyPI package ships its CRDs).
+test_spark_applications_* and test_cdc_*): the Spark Operator CRDs SparkApplication and
+ScheduledSparkApplication, and Strimzi's KafkaConnect and KafkaConnector, whose schemas are
+not available offline here (the Spark operator's Go module is not served by the module
+proxy, Strimzi publishes no Go module, and no PyPI package ships either's CRDs).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 import kubernetes_validate
 import pytest
@@ -39,6 +41,7 @@ BUILTIN_KINDS = {
     "ConfigMap",
     "Deployment",
     "HorizontalPodAutoscaler",
+    "Job",
     "NetworkPolicy",
     "PersistentVolumeClaim",
     "PodDisruptionBudget",
@@ -51,6 +54,8 @@ BUILTIN_KINDS = {
 CRD_KINDS = {
     ("sparkoperator.k8s.io/v1beta2", "SparkApplication"),
     ("sparkoperator.k8s.io/v1beta2", "ScheduledSparkApplication"),
+    ("kafka.strimzi.io/v1", "KafkaConnect"),
+    ("kafka.strimzi.io/v1", "KafkaConnector"),
 }
 SECRET_FIELDS = secret_settings()
 SETTINGS_CONFIGMAP = "tunelake-settings"
@@ -90,6 +95,8 @@ def test_values_schema_rejects_bad_values(tool: Callable[[str], Path]) -> None:
         ["--set", "secrets.postgres.existingSecret="],  # every secret is referenced
         ["--set", "registry.image.tag=latest"],
         ["--set", "spark.jobs.bronze-streaming.module=not a module"],
+        ["--set", "cdc.build.image=ghcr.io/tunelake/tunelake-connect:latest"],
+        ["--set", "cdc.debezium.sha512sum=not-a-digest"],
     ]
     for extra in bad_settings:
         result = run_tool([helm, "lint", CHART, *extra], check=False)
@@ -318,9 +325,7 @@ def test_registry_uses_postgres_storage_from_secrets(
 def test_spark_applications_run_tunelake_modules_on_the_spark_image(
     rendered: dict[str, list[dict]], env: str
 ) -> None:
-    apps = {
-        m["metadata"]["name"]: m for m in rendered[env] if (m["apiVersion"], m["kind"]) in CRD_KINDS
-    }
+    apps = {m["metadata"]["name"]: m for m in rendered[env] if spark_app_specs(m)}
     assert set(apps) == {"tunelake-bronze-streaming", "tunelake-silver-daily"}
     assert apps["tunelake-bronze-streaming"]["kind"] == "SparkApplication"
     silver = apps["tunelake-silver-daily"]
@@ -477,7 +482,7 @@ def test_network_policies_admit_only_what_must_talk(
         peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
         for peer in sources("tunelake-registry")
     }
-    assert components == {"service", "spark", "jupyter"}
+    assert components == {"service", "spark", "jupyter", "connect"}
     (spark_peer, *_) = sources("tunelake-spark")
     assert spark_peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "spark"
     # The service takes traffic on its HTTP port only.
@@ -528,3 +533,167 @@ def test_the_grafana_dashboards_configmap_holds_the_dashboards_as_code(
             d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name
         ]
         assert configmap["data"] == files, env
+
+
+def _cdc(manifests: list[dict]) -> tuple[dict, dict, dict]:
+    """The KafkaConnect, the KafkaConnector and the migration Job."""
+    (connect,) = [m for m in manifests if m["kind"] == "KafkaConnect"]
+    (connector,) = [m for m in manifests if m["kind"] == "KafkaConnector"]
+    (job,) = [m for m in manifests if m["kind"] == "Job"]
+    return connect, connector, job
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_cdc_connector_is_connector_config_for_the_chart_settings(
+    rendered: dict[str, list[dict]],
+    env: str,
+    settings_from_env: Callable[[dict[str, str]], object],
+) -> None:
+    from ingestion.cdc import connector_config
+
+    manifests = rendered[env]
+    connect, connector, _ = _cdc(manifests)
+    (config_map,) = [m for m in manifests if m["metadata"]["name"] == SETTINGS_CONFIGMAP]
+    kafka_login = {"kafka_sasl_username", "kafka_sasl_password"}
+    stand_ins = {f"TUNELAKE_{f.upper()}": f"{f}-from-secret" for f in SECRET_FIELDS | kafka_login}
+    settings = settings_from_env({**config_map["data"], **stand_ins})
+    spec = connector["spec"]
+    # Strimzi takes the class and the task count as fields, and refuses them in config.
+    assert not {"connector.class", "tasks.max", "name"} & set(spec["config"])
+    as_rest = {
+        **spec["config"],
+        "connector.class": spec["class"],
+        "tasks.max": str(spec["tasksMax"]),
+    }
+    assert as_rest == connector_config(settings, user_from_env=True)
+    assert connector["metadata"]["name"] == settings.cdc_connector_name
+    assert connector["metadata"]["labels"]["strimzi.io/cluster"] == connect["metadata"]["name"]
+    # What the settings point at is what the chart runs: Strimzi's REST Service of this
+    # KafkaConnect, and this release's registry Service.
+    connect_url = urlparse(settings.kafka_connect_url)
+    assert connect_url.hostname == f"{connect['metadata']['name']}-connect-api"
+    assert connect_url.port == 8083
+    registry = urlparse(settings.connect_registry_url)
+    services = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Service"}
+    assert registry.port in {p["port"] for p in services[registry.hostname]["spec"]["ports"]}
+    assert registry.path == "/apis/registry/v2"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_cdc_workers_get_the_credentials_the_connector_names_from_secrets(
+    rendered: dict[str, list[dict]], env: str
+) -> None:
+    connect, connector, _ = _cdc(rendered[env])
+    spec = connect["spec"]
+    assert connect["metadata"]["annotations"]["strimzi.io/use-connector-resources"] == "true"
+    assert spec["config"]["config.providers"] == "env"
+    assert spec["config"]["config.providers.env.class"] == (
+        "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
+    )
+    env_items = {e["name"]: e for e in spec["template"]["connectContainer"]["env"]}
+    referenced = {
+        name
+        for value in connector["spec"]["config"].values()
+        for name in re.findall(r"\$\{env:([A-Z_]+)\}", str(value))
+    }
+    assert referenced == {"TUNELAKE_POSTGRES_USER", "TUNELAKE_POSTGRES_PASSWORD"}
+    for name in referenced:
+        ref = env_items[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "tunelake-postgres", name
+    credentials = {k: v for k, v in connector["spec"]["config"].items() if "password" in k}
+    assert credentials and all(v.startswith("${env:") for v in credentials.values())
+    # Kafka: SCRAM as its own KafkaUser (deploy/operators/strimzi-kafka.yaml), whose ACLs
+    # cover these internal topics and group.
+    auth = spec["authentication"]
+    assert auth["type"] == "scram-sha-512"
+    assert auth["passwordSecret"] == {"secretName": auth["username"], "password": "password"}
+    name = connect["metadata"]["name"]
+    assert spec["groupId"] == name
+    for kind in ("config", "offset", "status"):
+        assert spec[f"{kind}StorageTopic"].startswith(f"{name}-")
+    operators = Path(__file__).resolve().parents[2] / "deploy" / "operators"
+    users = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((operators / "strimzi-kafka.yaml").read_text())
+        if d and d["kind"] == "KafkaUser"
+    }
+    acls = {
+        (a["resource"]["type"], a["resource"].get("name"), a["resource"].get("patternType"))
+        for a in users[auth["username"]]["spec"]["authorization"]["acls"]
+    }
+    assert ("topic", f"{name}-", "prefix") in acls and ("group", name, "literal") in acls
+    assert spec["bootstrapServers"].startswith("tunelake-kafka-bootstrap.")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_cdc_image_is_built_from_the_local_stacks_plugins(
+    rendered: dict[str, list[dict]], env: str
+) -> None:
+    from deploy_support import pom_dependency_version
+
+    connect, _, _ = _cdc(rendered[env])
+    spec = connect["spec"]
+    assert spec["version"] == pom_dependency_version("connect", "connect-runtime")
+    artifacts = {
+        plugin["name"]: artifact
+        for plugin in spec["build"]["plugins"]
+        for artifact in plugin["artifacts"]
+    }
+    debezium = pom_dependency_version("debezium", "debezium-connector-postgres")
+    tgz = artifacts["debezium-connector-postgres"]
+    assert tgz["type"] == "tgz" and re.fullmatch(r"[0-9a-f]{128}", tgz["sha512sum"])
+    assert tgz["url"] == (
+        "https://repo1.maven.org/maven2/io/debezium/debezium-connector-postgres/"
+        f"{debezium}/debezium-connector-postgres-{debezium}-plugin.tar.gz"
+    )
+    converter = artifacts["apicurio-avro-converter"]
+    assert converter == {
+        "type": "maven",
+        "group": "io.apicurio",
+        "artifact": "apicurio-registry-utils-converter",
+        "version": pom_dependency_version("connect-avro", "apicurio-registry-utils-converter"),
+    }
+    output = spec["build"]["output"]
+    assert output["type"] == "docker" and not output["image"].endswith(":latest")
+    assert output["pushSecret"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_cdc_workers_may_reach_kafka_and_the_registry(
+    rendered: dict[str, list[dict]], env: str
+) -> None:
+    manifests = rendered[env]
+    connect, _, _ = _cdc(manifests)
+    labels = connect["spec"]["template"]["pod"]["metadata"]["labels"]
+    # Strimzi's Kafka listener admits pods labelled part-of tunelake (networkPolicyPeers).
+    assert labels["app.kubernetes.io/part-of"] == "tunelake"
+    (registry_policy,) = [
+        m
+        for m in manifests
+        if m["kind"] == "NetworkPolicy" and m["metadata"]["name"] == "tunelake-registry"
+    ]
+    peers = [p for r in registry_policy["spec"]["ingress"] for p in r.get("from", [])]
+    assert any(p["podSelector"]["matchLabels"].items() <= labels.items() for p in peers)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_cdc_migrations_run_after_every_install_and_upgrade(
+    rendered: dict[str, list[dict]], env: str
+) -> None:
+    _, _, job = _cdc(rendered[env])
+    annotations = job["metadata"]["annotations"]
+    assert set(annotations["helm.sh/hook"].split(",")) == {"post-install", "post-upgrade"}
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    (container,) = pod_specs(job)[0]["containers"]
+    assert container["command"] == ["tunelake", "cdc", "migrate"]
+    # The Spark image: the one with the PostgreSQL driver (psycopg is in the spark group).
+    assert container["image"] == "ghcr.io/tunelake/tunelake-spark:0123abc"
+    assert pod_specs(job)[0]["restartPolicy"] == "Never"
+
+
+def test_cdc_can_be_left_out(tool: Callable[[str], Path]) -> None:
+    manifests = helm_template(tool("helm"), ENVIRONMENTS["staging"], "--set", "cdc.enabled=false")
+    kinds = {m["kind"] for m in manifests}
+    assert not kinds & {"KafkaConnect", "KafkaConnector", "Job"}
+    (config_map,) = [m for m in manifests if m["metadata"]["name"] == SETTINGS_CONFIGMAP]
+    assert "TUNELAKE_KAFKA_CONNECT_URL" not in config_map["data"]

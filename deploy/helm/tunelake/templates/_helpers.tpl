@@ -46,6 +46,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "http://%s-registry:%v/apis/ccompat/v7" (include "tunelake.fullname" .) .Values.registry.port }}
 {{- end }}
 
+{{/* The registry's own API (v2), which Apicurio's Avro converter in Kafka Connect speaks. */}}
+{{- define "tunelake.connectRegistryUrl" -}}
+{{- printf "http://%s-registry:%v/apis/registry/v2" (include "tunelake.fullname" .) .Values.registry.port }}
+{{- end }}
+
+{{/* The Strimzi KafkaConnect of the CDC connector; Strimzi names its REST Service <name>-connect-api. */}}
+{{- define "tunelake.cdcConnect" -}}
+{{- printf "%s-cdc" (include "tunelake.fullname" .) }}
+{{- end }}
+
+{{- define "tunelake.kafkaConnectUrl" -}}
+{{- printf "http://%s-connect-api:8083" (include "tunelake.cdcConnect" .) }}
+{{- end }}
+
 {{- define "tunelake.sparkServiceAccount" -}}
 {{- default (printf "%s-spark" (include "tunelake.fullname" .)) .Values.spark.serviceAccount.name }}
 {{- end }}
