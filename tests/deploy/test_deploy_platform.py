@@ -310,6 +310,13 @@ def test_kafka_clients_log_in_as_their_own_users(strimzi: dict[str, list[dict]])
     }
     assert not any("Write" in ops for ops in spark.values())
     assert "group:spark-kafka-source" in spark
+    # Kafka Connect (Debezium) writes user_profiles and reads none of tunelake's topics.
+    connect = grants(logins["connect"]["username"])
+    ours = {f"topic:{t}" for t in settings.topics}
+    assert {k for k, ops in connect.items() if "Write" in ops} & ours == {
+        f"topic:{settings.topic_user_profiles}"
+    }
+    assert not {k for k, ops in connect.items() if "Read" in ops} & ours
 
 
 def test_local_and_compose_kafka_stay_plain() -> None:
