@@ -479,10 +479,10 @@ def test_network_policies_admit_only_what_must_talk(
         return [peer for rule in policies[policy]["ingress"] for peer in rule.get("from", [])]
 
     components = {
-        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        peer["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
         for peer in sources("tunelake-registry")
     }
-    assert components == {"service", "spark", "jupyter", "connect"}
+    assert components == {"service", "spark", "jupyter", None}  # None: Kafka Connect's
     (spark_peer, *_) = sources("tunelake-spark")
     assert spark_peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "spark"
     # The service takes traffic on its HTTP port only.
@@ -664,8 +664,20 @@ def test_cdc_workers_may_reach_kafka_and_the_registry(
 ) -> None:
     manifests = rendered[env]
     connect, _, _ = _cdc(manifests)
-    labels = connect["spec"]["template"]["pod"]["metadata"]["labels"]
-    # Strimzi's Kafka listener admits pods labelled part-of tunelake (networkPolicyPeers).
+    asked = connect["spec"]["template"]["pod"]["metadata"]["labels"]
+    # The worker pods' labels: Strimzi's own, plus those of the template it keeps (no
+    # strimzi.io ones, and of app.kubernetes.io only part-of).
+    labels = {
+        "strimzi.io/cluster": connect["metadata"]["name"],
+        "strimzi.io/kind": "KafkaConnect",
+        "strimzi.io/name": f"{connect['metadata']['name']}-connect",
+        **{
+            k: v
+            for k, v in asked.items()
+            if not k.startswith("app.kubernetes.io/") or k == "app.kubernetes.io/part-of"
+        },
+    }
+    # Kafka's listener admits pods labelled part-of tunelake (networkPolicyPeers).
     assert labels["app.kubernetes.io/part-of"] == "tunelake"
     (registry_policy,) = [
         m
