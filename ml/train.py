@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 
 from ml import als, evaluation, gate, registry, training_set
 from ml.model import AlsModel, AlsParams
+from spark_jobs.silver import privacy
 from spark_jobs.silver.tables import SILVER_TABLES
 from tunelake.settings import Settings
 
@@ -56,7 +57,8 @@ class RetrainResult:
 def read_silver(
     spark: SparkSession, settings: Settings
 ) -> tuple[dict[str, DataFrame], dict[str, int]]:
-    """The training tables at their latest Delta versions, and those versions."""
+    """The training tables at their latest Delta versions, and those versions, without
+    the rows of users deleted in PostgreSQL (Silver ``dim_user``)."""
     tables, versions = {}, {}
     for name in TRAINING_TABLES:
         path = SILVER_TABLES[name].path(settings)
@@ -67,6 +69,12 @@ def read_silver(
             )
         versions[name] = DeltaTable.forPath(spark, path).history(1).first()["version"]
         tables[name] = spark.read.format("delta").option("versionAsOf", versions[name]).load(path)
+    dim_user = privacy.read_dim_user(spark, settings)
+    if dim_user is not None:
+        interactions, listens = training_set.without_erased(
+            tables["user_track_interactions"], tables["listens"], privacy.erasures(dim_user)
+        )
+        tables |= {"user_track_interactions": interactions, "listens": listens}
     return tables, versions
 
 

@@ -4,6 +4,9 @@ Inputs: Silver ``user_track_interactions`` (all-time counts per (user, track)) a
 ``listens`` (one row per play, with ``played_at``). Only published Silver is read, so
 quarantined or refused events never reach a model.
 
+A user deleted in PostgreSQL is left out before anything else (``without_erased``), even
+before the privacy job has removed their rows from Silver.
+
 Outputs:
 - ``confidence``: (user_id, track_id, confidence), one row per pair with a positive
   implicit-feedback confidence (the formula is in ``confidence``'s docstring and README);
@@ -22,12 +25,28 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ml.model import DEFAULT_WEIGHTS, ConfidenceWeights
+from spark_jobs.silver import privacy
 
 KEYS = ["user_id", "track_id"]
 # Each user's last 20% of plays (by time) are held out for the offline evaluation.
 HOLDOUT_FRACTION = 0.2
 # The hyper-parameter search validates on the last 20% of the training window, by time.
 VALIDATION_FRACTION = 0.2
+
+
+def without_erased(
+    interactions: DataFrame, listens: DataFrame, erased: DataFrame
+) -> tuple[DataFrame, DataFrame]:
+    """(interactions, listens) without what a privacy delete erases (``erased``:
+    ``spark_jobs.silver.privacy.erasures``): every listen it covers, and every interaction
+    of a user deleted now. Interaction counts carry no time, so a user id created again
+    after its deletion keeps its pairs here; the privacy job recomputes them from the
+    events it kept."""
+    deleted_now = erased.where(F.col("erase_before").isNull()).select("user_id")
+    return (
+        interactions.join(F.broadcast(deleted_now), "user_id", "left_anti"),
+        privacy.keep(listens, erased, "accepted_at"),
+    )
 
 
 def _scored(interactions: DataFrame, weights: ConfidenceWeights) -> DataFrame:

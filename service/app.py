@@ -205,10 +205,10 @@ def create_app(settings: Settings, *, publisher: Publisher, recommender: Recomme
 
 def build_app(settings: Settings | None = None) -> FastAPI:
     """The production wiring from settings: the Kafka producer, the registry's current
-    model (followed in the background) and Silver's most-popular."""
+    model and the deleted users (followed in the background), Silver's most-popular."""
     from ingestion.producer import EventProducer
     from service.recommender import ModelRecommender, PopularityRecommender
-    from service.sources import RegistrySource, silver_popularity
+    from service.sources import RegistrySource, silver_deleted_users, silver_popularity
 
     settings = settings or get_settings()
     producer = EventProducer(settings)
@@ -216,6 +216,7 @@ def build_app(settings: Settings | None = None) -> FastAPI:
         RegistrySource(settings),
         PopularityRecommender(silver_popularity(settings)),
         refresh_s=settings.model_refresh_seconds,
+        deleted=silver_deleted_users(settings),
     )
     app = create_app(settings, publisher=producer, recommender=recommender)
     app.router.on_startup.append(recommender.start)

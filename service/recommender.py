@@ -6,7 +6,9 @@
   ``service/sources.py``), reloaded on a TTL;
 - ``ModelRecommender``: the registry's current model, swapped for a newly promoted or
   rolled-back version by a background thread without a restart; requests read one
-  snapshot (version and model together), so a swap never fails or mixes a request.
+  snapshot (version and model together), so a swap never fails or mixes a request. The
+  same thread reloads the users deleted in PostgreSQL, who get most-popular, never a
+  personal list.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -163,17 +165,26 @@ class ModelRecommender:
 
     A user the model was trained on gets the top ``k`` by dot product, leaving out what they
     played in training and the listens accepted since (``recent``); a user it does not know
-    but who has listens since is folded in from them; anyone else gets most-popular.
-    ``refresh()`` follows the registry's pointer; ``start()`` runs it every ``refresh_s``.
+    but who has listens since is folded in from them; anyone else gets most-popular. A
+    deleted user (``deleted``: a loader of their ids) gets most-popular as a stranger does,
+    nothing drawn from what they played.
+    ``refresh()`` follows the registry's pointer and ``refresh_deleted()`` reloads the
+    deleted users; ``start()`` runs both every ``refresh_s``.
     """
 
     def __init__(
-        self, source: ModelSource, popular: PopularityRecommender, refresh_s: float = 15.0
+        self,
+        source: ModelSource,
+        popular: PopularityRecommender,
+        refresh_s: float = 15.0,
+        deleted: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         self._source = source
         self._popular = popular
         self._refresh_s = refresh_s
+        self._load_deleted = deleted
         self._loaded: LoadedModel | None = None  # swapped whole: one reference read per request
+        self._deleted: Collection[str] = frozenset()  # swapped whole, as the model
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -206,20 +217,32 @@ class ModelRecommender:
         )
         return True
 
-    def _follow(self) -> None:
-        while not self._stop.wait(self._refresh_s):
-            try:
-                self.refresh()
-            except Exception as exc:  # the registry unreachable: keep serving what we have
-                log.warning("model refresh failed, still serving %s: %s", self.model_version, exc)
+    def refresh_deleted(self) -> int:
+        """Reload the deleted users; returns how many there are."""
+        deleted = frozenset(self._load_deleted())
+        if deleted != self._deleted:
+            log.info("deleted users: %d (were %d)", len(deleted), len(self._deleted))
+        self._deleted = deleted
+        return len(deleted)
 
-    def start(self) -> None:
-        """Load the current model now (a failure is logged: the thread tries again), then
-        follow the pointer in the background."""
+    def _refresh_all(self) -> None:
         try:
             self.refresh()
-        except Exception as exc:
-            log.warning("no model loaded at start, serving most-popular: %s", exc)
+        except Exception as exc:  # the registry unreachable: keep serving what we have
+            log.warning("model refresh failed, still serving %s: %s", self.model_version, exc)
+        try:
+            self.refresh_deleted()
+        except Exception as exc:  # Silver unreachable: the deleted users known stay so
+            log.warning("deleted users refresh failed, keeping %d: %s", len(self._deleted), exc)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self._refresh_s):
+            self._refresh_all()
+
+    def start(self) -> None:
+        """Load the current model and the deleted users now (a failure is logged: the
+        thread tries again), then follow both in the background."""
+        self._refresh_all()
         self._thread = threading.Thread(target=self._follow, name="model-refresh", daemon=True)
         self._thread.start()
 
@@ -229,6 +252,8 @@ class ModelRecommender:
             self._thread.join(timeout=5)
 
     def recommend(self, user_id: str, k: int, recent: Mapping[str, float]) -> Recommendation:
+        if user_id in self._deleted:
+            return self._popular.recommend(user_id, k, {})
         loaded = self._loaded
         if loaded is not None:
             scored = loaded.model.recommend(user_id, k, recent)

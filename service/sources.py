@@ -11,6 +11,9 @@ from tunelake.clients import delta_table
 from tunelake.settings import Settings
 
 POPULARITY_TABLE = "track_daily_stats"
+# Silver's user dimension (SCD2 from PostgreSQL's CDC); spark_jobs.silver.privacy names it
+# too, but the service does not import Spark jobs.
+DIM_USER = "dim_user"
 
 
 class RegistrySource:
@@ -51,5 +54,23 @@ def silver_popularity(settings: Settings):
         totals = stats.group_by("track_id").aggregate([("plays", "sum")])
         ranked = zip(totals["track_id"].to_pylist(), totals["plays_sum"].to_pylist(), strict=True)
         return [(track, float(plays)) for track, plays in ranked if plays]
+
+    return load
+
+
+def silver_deleted_users(settings: Settings):
+    """A loader of the ids of users deleted in PostgreSQL: Silver ``dim_user``'s current
+    rows that are deletions (empty before the table exists)."""
+    import pyarrow.compute as pc
+    from deltalake.exceptions import TableNotFoundError
+
+    def load() -> frozenset[str]:
+        try:
+            table = delta_table(settings, settings.silver_path(DIM_USER))
+        except TableNotFoundError:
+            return frozenset()
+        rows = table.to_pyarrow_table(columns=["user_id", "is_current", "is_deleted"])
+        deleted = rows.filter(pc.and_(rows["is_current"], rows["is_deleted"]))
+        return frozenset(deleted["user_id"].to_pylist())
 
     return load

@@ -163,7 +163,8 @@ def dim_user() -> None:
 @jobs.command()
 def privacy(
     action: Annotated[
-        str, typer.Argument(help="delete-users (then VACUUM), or vacuum alone")
+        str,
+        typer.Argument(help="delete-users (then VACUUM LITE), or vacuum (FULL: lists the tables)"),
     ] = "delete-users",
     requested_by: Annotated[
         str | None, typer.Option(help="Who asked for the run, kept in the audit records")
@@ -179,7 +180,7 @@ def privacy(
     settings = get_settings()
     spark = build_spark(settings, f"tunelake-privacy-{action}")
     if action == "vacuum":
-        console.print(f"vacuumed: {', '.join(job.vacuum(spark, settings))}")
+        console.print(f"vacuumed: {', '.join(job.vacuum(spark, settings, lite=False))}")
         return
     done = job.run(spark, settings, requested_by)
     console.print(

@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from dq import reports as quality
 from ingestion.streams import EVENT_STREAMS, STREAMS, Stream
 from ingestion.validity import SYNTHETIC_USER_PREFIX
-from spark_jobs.silver import aggregates, events
+from spark_jobs.silver import aggregates, events, privacy
 from spark_jobs.silver.tables import EVENT_TABLES, SILVER_TABLES, Publish
 from tunelake.clients import s3_client
 from tunelake.settings import Settings
@@ -92,14 +92,20 @@ def bronze_slice(
     spark: SparkSession, settings: Settings, stream: Stream, run: SilverRun, version: int
 ) -> DataFrame:
     """The rows of ``stream``'s Bronze table at ``version`` ingested in the run's dates,
-    without the synthetic users' (the deploy smoke test's)."""
-    return (
+    without the synthetic users' (the deploy smoke test's) and, for the event streams,
+    without what a privacy delete erased (``privacy.erasures`` of ``dim_user``), so no
+    rebuild brings a deleted user back."""
+    rows = (
         spark.read.format("delta")
         .option("versionAsOf", version)
         .load(_bronze_table(settings, stream))
         .where(F.col("ingest_date").between(F.lit(run.start), F.lit(run.end)))
         .where(~F.coalesce(F.col("user_id").startswith(SYNTHETIC_USER_PREFIX), F.lit(False)))
     )
+    dim_user = privacy.read_dim_user(spark, settings) if stream in EVENT_STREAMS else None
+    if dim_user is None:
+        return rows
+    return privacy.keep(rows, privacy.erasures(dim_user), "event_time")
 
 
 def _verdict_key(run: SilverRun, stage: str) -> str:

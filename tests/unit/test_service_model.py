@@ -151,3 +151,74 @@ def test_played_tracks_weigh_listens_like_training():
     played.add("u", [("t1", 60_000), ("t1", 120_000), ("t2", 0)])
     assert played.of("u") == pytest.approx({"t1": 2 + 0.1 * 3, "t2": 1.0})
     assert played.of("nobody") == {}
+
+
+class DeletedUsers:
+    """Silver dim_user's deleted users, moved by the test (``down``: Silver unreachable)."""
+
+    def __init__(self, *users: str) -> None:
+        self.users = set(users)
+        self.down = False
+
+    def __call__(self) -> frozenset[str]:
+        if self.down:
+            raise ConnectionError("S3 unreachable")
+        return frozenset(self.users)
+
+
+def test_a_deleted_user_gets_most_popular_and_nothing_drawn_from_their_plays(registry):
+    deleted = DeletedUsers()
+    served = ModelRecommender(registry, PopularityRecommender(lambda: CATALOG), deleted=deleted)
+    served.refresh()
+    assert served.refresh_deleted() == 0
+    assert served.recommend("u-first", 2, {}).model_version == "v1"
+
+    deleted.users.add("u-first")
+    assert served.refresh_deleted() == 1
+    # Known to the model, and with listens since: neither is used.
+    for recent in ({}, {"t-hit": 1.0}):
+        recommendation = served.recommend("u-first", 2, recent)
+        assert recommendation.model_version == "popularity"
+        assert tracks(recommendation) == ["t-hit", "t-mid"]
+    # Everyone else is served as before.
+    assert tracks(served.recommend("u-second", 1, {})) == ["t4"]
+
+
+def test_the_refresh_thread_follows_deletions_and_keeps_them_through_an_outage(registry):
+    deleted = DeletedUsers("u-second")
+    served = ModelRecommender(
+        registry, PopularityRecommender(lambda: CATALOG), refresh_s=0.01, deleted=deleted
+    )
+    served.start()
+    try:
+        assert _eventually(
+            lambda: served.recommend("u-second", 1, {}).model_version == "popularity"
+        )
+        deleted.users.add("u-first")
+        assert _eventually(lambda: served.recommend("u-first", 1, {}).model_version == "popularity")
+        deleted.down = True
+        registry.pointer = "v2"  # the model still follows the registry
+        assert _eventually(lambda: served.model_version == "v2")
+        assert served.recommend("u-first", 1, {}).model_version == "popularity"
+        deleted.down = False
+        deleted.users.clear()  # re-created in PostgreSQL
+        assert _eventually(lambda: served.recommend("u-first", 1, {}).model_version == "v2")
+    finally:
+        served.close()
+
+
+def test_the_api_answers_a_deleted_user_with_the_non_personal_list(registry):
+    served = ModelRecommender(
+        registry, PopularityRecommender(lambda: CATALOG), deleted=DeletedUsers("u-first")
+    )
+    served.refresh()
+    served.refresh_deleted()
+    app = create_app(
+        Settings(_env_file=None, api_keys="test-key"),
+        publisher=RecordingPublisher(),
+        recommender=served,
+    )
+    body = TestClient(app, headers=KEY).get("/users/u-first/recommendations", params={"k": 3})
+    assert body.status_code == 200
+    assert body.json()["model_version"] == "popularity"
+    assert [i["track_id"] for i in body.json()["items"]] == ["t-hit", "t-mid", "t-tail"]
