@@ -9,7 +9,7 @@ restarted worker resumes where it stopped, losing nothing), and two transforms:
   (the commit time); a delete is the row before it with ``cdc_deleted`` true. Flat rows
   pass through Bronze's decode and rules like every other topic.
 - ``route``: the topic is ``settings.topic_user_profiles``, not Debezium's
-  ``<prefix>.<schema>.<table>``.
+  ``<prefix>.<schema>.<table>`` (heartbeats keep their own topic, ``HEARTBEAT_TOPIC``).
 
 Keys and values are Avro, registered by Apicurio's converter and framed like every other
 topic (magic byte, 4-byte content id), so Bronze reads them with the registry's schemas.
@@ -33,6 +33,11 @@ CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
 PASSWORD_ENV = "TUNELAKE_POSTGRES_PASSWORD"
 USER_ENV = "TUNELAKE_POSTGRES_USER"
 RUNNING = "RUNNING"
+HEARTBEAT_TOPIC = "__debezium-heartbeat.tunelake"
+HEARTBEAT_QUERY = (
+    "INSERT INTO cdc_heartbeat (id, beat_at) VALUES (1, now()) "
+    "ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at"
+)
 
 
 class ConnectError(RuntimeError):
@@ -84,8 +89,14 @@ def connector_config(settings: Settings, *, user_from_env: bool = False) -> dict
         "transforms.unwrap.delete.tombstone.handling.mode": "rewrite",
         "transforms.unwrap.add.fields": "op,lsn,source.ts_ms",
         "transforms.unwrap.add.fields.prefix": "cdc_",
+        # Every 10 s: a write to cdc_heartbeat (migration 0002), so the slot advances while
+        # user_profiles is quiet, and a record on HEARTBEAT_TOPIC, which Connect creates.
+        "heartbeat.interval.ms": "10000",
+        "heartbeat.action.query": HEARTBEAT_QUERY,
+        "topic.creation.default.replication.factor": "-1",
+        "topic.creation.default.partitions": "1",
         "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
-        "transforms.route.regex": ".*",
+        "transforms.route.regex": r"tunelake\.public\.user_profiles",
         "transforms.route.replacement": settings.topic_user_profiles,
         **_converter(settings, "key"),
         **_converter(settings, "value"),

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from deploy_support import parse_properties, secret_settings
 
+from ingestion.cdc import HEARTBEAT_TOPIC
 from tunelake.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -78,11 +79,14 @@ def test_kafka_topics_are_the_settings_topics(
     strimzi: dict[str, list[dict]], settings: Settings
 ) -> None:
     topics = {doc["spec"]["topicName"]: doc for doc in strimzi["KafkaTopic"]}
-    assert set(topics) == set(settings.topics)
+    assert set(topics) == {*settings.topics, HEARTBEAT_TOPIC}
     for name, doc in topics.items():
-        assert doc["metadata"]["name"] == name.replace("_", "-")
+        if name != HEARTBEAT_TOPIC:
+            assert doc["metadata"]["name"] == name.replace("_", "-")
         assert doc["spec"]["partitions"] >= 1 and doc["spec"]["replicas"] >= 3
-    assert topics[settings.topic_user_profiles]["spec"]["config"]["cleanup.policy"] == "compact"
+    # Bronze keeps the profile history; a deleted user's last record must expire from Kafka.
+    profiles = topics[settings.topic_user_profiles]["spec"]["config"]
+    assert profiles["cleanup.policy"] == "delete" and profiles["retention.ms"] > 0
 
 
 def test_kafka_bootstrap_service_is_what_the_chart_connects_to(
