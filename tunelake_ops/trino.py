@@ -88,7 +88,7 @@ def lake_tables(settings: Settings) -> list[LakeTable]:
     """Every Bronze, Silver and audit table of the lake (quarantine included) that has a
     Delta log."""
     from ingestion.streams import STREAMS
-    from spark_jobs.silver.tables import BRONZE_TRACK_METADATA, DIM_TRACK, SILVER_TABLES
+    from spark_jobs.silver.tables import BRONZE_TRACK_METADATA, DIMENSIONS, SILVER_TABLES
 
     bronze, silver = schema_of(settings, "bronze"), schema_of(settings, "silver")
     topics = [spec.topic(settings) for spec in STREAMS.values()]
@@ -101,7 +101,7 @@ def lake_tables(settings: Settings) -> list[LakeTable]:
         ),
         *(LakeTable(silver, name, t.path(settings)) for name, t in SILVER_TABLES.items()),
         LakeTable(bronze, BRONZE_TRACK_METADATA, settings.bronze_path(BRONZE_TRACK_METADATA)),
-        LakeTable(silver, DIM_TRACK, settings.silver_path(DIM_TRACK)),
+        *(LakeTable(silver, name, settings.silver_path(name)) for name in DIMENSIONS),
         *_audit_tables(settings, s3),
     ]
     present = []

@@ -21,11 +21,12 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ingestion.streams import STREAMS, Stream
+from spark_jobs.silver.tables import DIM_USER
 from tunelake.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TABLE = "dim_user"
+TABLE = DIM_USER
 PROFILE_COLUMNS = ("display_name", "country", "birth_year", "signup_time", "preferences")
 COLUMNS = (
     "user_id",

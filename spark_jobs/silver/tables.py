@@ -47,3 +47,6 @@ SILVER_TABLES = {t.name: t for t in (*EVENT_TABLES, *AGGREGATE_TABLES)}
 # and the SCD2 dimension rebuilt from them (spark_jobs/track_metadata.py).
 BRONZE_TRACK_METADATA = "track_metadata"
 DIM_TRACK = "dim_track"
+# The SCD2 user dimension, rebuilt from Bronze user_profiles (spark_jobs/silver/dim_user.py).
+DIM_USER = "dim_user"
+DIMENSIONS = (DIM_TRACK, DIM_USER)
