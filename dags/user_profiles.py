@@ -1,4 +1,5 @@
-"""User profiles every 15 minutes: Debezium's changes -> Bronze -> Silver dim_user (SCD2).
+"""User profiles every 15 minutes: Debezium's changes -> Bronze -> Silver dim_user (SCD2)
+-> privacy deletes (users deleted in PostgreSQL leave every Silver table; then VACUUM).
 
 A profile change committed in PostgreSQL reaches dim_user within one interval plus the
 run (Kafka Connect streams it to the topic within seconds).
@@ -25,5 +26,6 @@ with DAG(
             "bronze_user_profiles", "bronze", "--once", "--stream", "user_profiles"
         ),
         tunelake_spark_task("dim_user", "dim-user"),
+        tunelake_spark_task("privacy_deletes", "privacy", "delete-users"),
         register_in_trino_task(),
     )

@@ -27,6 +27,7 @@ import time
 import httpx
 
 from ingestion.profiles import PUBLICATION, TABLE
+from tunelake.clients import postgres_connect
 from tunelake.settings import Settings
 
 CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
@@ -101,6 +102,29 @@ def connector_config(settings: Settings, *, user_from_env: bool = False) -> dict
         **_converter(settings, "key"),
         **_converter(settings, "value"),
     }
+
+
+def wait_caught_up(settings: Settings, timeout_s: float = 60.0) -> float:
+    """Wait until Debezium has delivered every change committed so far: its replication
+    slot confirms a WAL position at or past the current one (it confirms after Kafka acked
+    the records and Connect stored their offsets). Returns the seconds waited."""
+    started = time.monotonic()
+    with postgres_connect(settings) as conn:
+        (target,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+        while True:
+            row = conn.execute(
+                "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                "WHERE slot_name = %s",
+                (target, settings.cdc_slot_name),
+            ).fetchone()
+            if row and row[0]:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                raise ConnectError(
+                    f"replication slot {settings.cdc_slot_name} did not reach {target} in "
+                    f"{timeout_s:.0f} s: is connector {settings.cdc_connector_name} running?"
+                )
+            time.sleep(0.5)
 
 
 def _client(settings: Settings) -> httpx.Client:

@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 
 from ingestion.catalog import CatalogTrack
+from ingestion.profiles import ProfileChange
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,22 @@ class World:
 
     def taste_of(self, user: int, track: int) -> float:
         return float(self.tastes[user, self.track_genre[track]])
+
+
+COUNTRIES = ("DE", "FR", "GB", "US", "BR", "JP", "SE", "ES", "IT", "NL", "MX", "KR")
+
+
+def profile_of(world: World, user: int) -> ProfileChange:
+    """The user's PostgreSQL profile: a country, a birth year and, as preferences, the two
+    genres their taste leans to most."""
+    rng = np.random.default_rng(user)
+    favourites = np.argsort(world.tastes[user])[::-1][:2]
+    return ProfileChange(
+        display_name=f"Listener {user}",
+        country=COUNTRIES[int(rng.integers(len(COUNTRIES)))],
+        birth_year=int(rng.integers(1955, 2008)),
+        preferences={"genres": [GENRES[g] for g in favourites]},
+    )
 
 
 def build_world(users: int, tracks: int, seed: int = 7, zipf_s: float = 1.1) -> World:

@@ -93,6 +93,20 @@ def add_user(settings: Settings, user_id: str, change: ProfileChange) -> None:
     _execute(settings, f"INSERT INTO {TABLE} ({names}) VALUES ({marks})", tuple(columns.values()))
 
 
+def upsert_user(settings: Settings, user_id: str, change: ProfileChange) -> None:
+    """Create the profile, or set these fields of the existing one (re-runs of the demo)."""
+    columns = {"user_id": user_id, "display_name": user_id, **change.columns()}
+    names = ", ".join(columns)
+    marks = ", ".join(["%s"] * len(columns))
+    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name != "user_id")
+    _execute(
+        settings,
+        f"INSERT INTO {TABLE} ({names}) VALUES ({marks}) "
+        f"ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = now()",
+        tuple(columns.values()),
+    )
+
+
 def update_user(settings: Settings, user_id: str, change: ProfileChange) -> None:
     columns = change.columns()
     if not columns:

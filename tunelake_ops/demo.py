@@ -7,11 +7,14 @@
    listening history that ended two years ago (timestamps years in the past), then one
    live recommendation session per active user (plays, skips, likes), all through its
    HTTP API.
-4. Pipeline: Bronze catch-up, Great Expectations on Bronze, Silver staged, Great
-   Expectations on Silver, publish, then retrain the model (search, train, evaluate against
-   most-popular, register, promote if it passes the gate).
-5. Serving: the running service picks the promoted model up without a restart and serves
-   a personal list.
+4. Profiles: every demo user's profile written in PostgreSQL, three users move, one deletes
+   their account; Debezium delivers the changes to Kafka.
+5. Pipeline: Bronze catch-up, dim_user (SCD2), privacy deletes, Great Expectations on
+   Bronze, Silver staged, Great Expectations on Silver, publish, track metadata (offline
+   catalog), then retrain the model (search, train, evaluate against most-popular,
+   register, promote if it passes the gate).
+6. Serving: the running service picks the promoted model up without a restart and serves
+   a personal list; the deleted user gets most-popular.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ DEMO_USERS, DEMO_TRACKS = 100, 500
 # 400 days of history ending two years ago, at 5% of the generator's daily sessions: about
 # 190 plays a user, spread thin over more than a year.
 HISTORY_DAYS, HISTORY_ENDS_DAYS_AGO, HISTORY_ACTIVITY = 400, 730, 0.05
+# The demo user who deletes their account (not the one the summary asks for a list).
+DELETED_DEMO_USER = f"usr-{DEMO_USERS - 1:05d}"
 
 
 class DemoCheckError(RuntimeError):
@@ -242,6 +247,28 @@ def post_traffic(settings: Settings, url: str) -> str:
     )
 
 
+def write_profiles(settings: Settings) -> str:
+    """Every demo user's profile in PostgreSQL, then a few changes: three users move, one
+    deletes their account (the privacy delete removes their rows from Silver). Waits until
+    Debezium has delivered them to Kafka."""
+    from ingestion.cdc import wait_caught_up
+    from ingestion.generator import build_world, profile_of
+    from ingestion.profiles import ProfileChange, delete_user, update_user, upsert_user
+
+    world = build_world(DEMO_USERS, DEMO_TRACKS)
+    for user, user_id in enumerate(world.user_ids):
+        upsert_user(settings, user_id, profile_of(world, user))
+    moved = world.user_ids[1:4]
+    for user_id in moved:
+        update_user(settings, user_id, ProfileChange(country="PT"))
+    delete_user(settings, DELETED_DEMO_USER)
+    waited = wait_caught_up(settings)
+    return (
+        f"{len(world.user_ids)} profiles written, {len(moved)} moved, {DELETED_DEMO_USER} "
+        f"deleted; Debezium delivered them in {waited:.1f} s"
+    )
+
+
 def pipeline(settings: Settings, summary: DemoSummary) -> str:
     from ingestion.streams import STREAMS
     from spark_jobs.common.session import build_spark
@@ -271,7 +298,9 @@ def pipeline(settings: Settings, summary: DemoSummary) -> str:
 
 
 def serve_model(settings: Settings, url: str, summary: DemoSummary) -> str:
-    """Wait (bounded) until the service serves the promoted model, then ask it for a list."""
+    """Wait (bounded) until the service serves the promoted model, then ask it for a list;
+    the user who deleted their account gets most-popular, not a personal list."""
+    from service.recommender import POPULARITY_MODEL
     from tunelake_ops.stack import process
 
     model = summary.pipeline.model if summary.pipeline else None
@@ -286,8 +315,23 @@ def serve_model(settings: Settings, url: str, summary: DemoSummary) -> str:
         user = f"usr-{0:05d}"
         response = http.get(f"/users/{user}/recommendations", params={"k": 10})
         response.raise_for_status()
+
+        def deleted_user_served() -> str:
+            answer = http.get(f"/users/{DELETED_DEMO_USER}/recommendations", params={"k": 10})
+            answer.raise_for_status()
+            return answer.json()["model_version"]
+
+        # The service reloads the deleted users with the model: within one refresh.
+        if not process.wait_until(
+            lambda: deleted_user_served() == POPULARITY_MODEL,
+            timeout_s=settings.model_refresh_seconds + 30,
+        ):
+            raise DemoCheckError(f"the service still serves {DELETED_DEMO_USER} a personal list")
     summary.sample_recommendation = response.json()
-    return f"{user} served {summary.sample_recommendation['model_version']}"
+    return (
+        f"{user} served {summary.sample_recommendation['model_version']}; "
+        f"{DELETED_DEMO_USER} (deleted) served {POPULARITY_MODEL}"
+    )
 
 
 def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> DemoSummary:
@@ -304,6 +348,7 @@ def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> Demo
     step("avro via registry", lambda: avro_round_trip(settings))
     with running_service(settings) as url:
         step("traffic via the API", lambda: post_traffic(settings, url))
+        step("user profiles via CDC", lambda: write_profiles(settings))
         step("bronze, checks, silver, model", lambda: pipeline(settings, summary))
         step("serve the model", lambda: serve_model(settings, url, summary))
     return summary

@@ -1,11 +1,12 @@
 """The batch chain the DAGs run, as one in-process call for scripts, CI and the demo.
 
-Bronze catch-up -> validate Bronze -> stage Silver -> validate Silver -> publish -> track
-metadata (fetch, dim_track, check) -> register the lake's new tables in Trino -> retrain the
-model (train, evaluate, register, promote if it passes the gate). The ``silver_daily`` DAG
-runs the same Silver stages (``SILVER_STAGES``), one task each; ``track_metadata`` the
-metadata stages (``METADATA_STAGES``); ``bronze_catchup`` the first step; ``als_retrain``
-the last.
+Bronze catch-up -> dim_user -> privacy deletes -> validate Bronze -> stage Silver ->
+validate Silver -> publish -> track metadata (fetch, dim_track, check) -> register the lake's
+new tables in Trino -> retrain the model (train, evaluate, register, promote if it passes
+the gate). The ``silver_daily`` DAG runs the same Silver stages (``SILVER_STAGES``), one
+task each; ``track_metadata`` the metadata stages (``METADATA_STAGES``); ``user_profiles``
+dim_user and the privacy deletes; ``bronze_catchup`` the first step; ``als_retrain`` the
+last.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tunelake.settings import Settings
 
 if TYPE_CHECKING:
     from ml.train import RetrainResult
+    from spark_jobs.silver.privacy import PrivacyRun
     from spark_jobs.track_metadata import MetadataSummary
 
 Progress = Callable[[str, str], None]
@@ -43,6 +45,8 @@ class PipelineSummary:
     # Why no model was trained (too little history to evaluate one), when none was.
     no_model_reason: str | None = None
     metadata: MetadataSummary | None = None
+    dimension_rows: dict[str, int] = field(default_factory=dict)
+    privacy: PrivacyRun | None = None
 
     def render(self) -> Group:
         tables = Table("silver table", "rows changed this run", "rows in table", title="Silver")
@@ -61,7 +65,15 @@ class PipelineSummary:
             checks.add_row(
                 report.table, f"{report.rows:,}", f"{passed}/{report.evaluated}", verdict
             )
+        for name, rows in self.dimension_rows.items():
+            tables.add_row(name, "rebuilt", f"{rows:,}")
         parts = [tables, checks]
+        if self.privacy is not None:
+            removed = sum(self.privacy.rows_removed.values())
+            parts.append(
+                f"privacy deletes: {len(self.privacy.deletions)} user(s) processed, "
+                f"{removed:,} Silver rows removed"
+            )
         if self.metadata is not None:
             parts.append(self.metadata.describe())
         if self.model is not None:
@@ -94,8 +106,8 @@ def run_pipeline(
     from spark_jobs import track_metadata
     from spark_jobs.bronze.ingest import run as bronze
     from spark_jobs.common.session import build_spark
-    from spark_jobs.silver import build
-    from spark_jobs.silver.tables import SILVER_TABLES
+    from spark_jobs.silver import build, dim_user, privacy
+    from spark_jobs.silver.tables import DIM_TRACK, DIM_USER, SILVER_TABLES
     from tunelake_ops.trino import register_tables
 
     spark = build_spark(settings, "tunelake-pipeline")
@@ -111,6 +123,10 @@ def run_pipeline(
         return result
 
     timed("bronze catch-up", lambda: bronze(spark, settings, list(Stream), once=True))
+    # Profiles before Silver: the build leaves out users dim_user marks deleted, and the
+    # privacy job removes them from what earlier runs published.
+    summary.dimension_rows[DIM_USER] = timed("dim_user", lambda: dim_user.build(spark, settings))
+    summary.privacy = timed("privacy deletes", lambda: privacy.run(spark, settings, "pipeline"))
     summary.quality += timed("validate bronze", lambda: build.validate_bronze(spark, settings, run))
     manifest = timed("stage silver", lambda: build.stage(spark, settings, run))
     summary.staged_rows = {name: info["rows"] for name, info in manifest["tables"].items()}
@@ -118,6 +134,9 @@ def run_pipeline(
     timed("publish", lambda: build.publish(spark, settings, run))
     summary.metadata = timed("track metadata", lambda: track_metadata.refresh(spark, settings, run))
     summary.quality.append(summary.metadata.report)
+    summary.dimension_rows[DIM_TRACK] = (
+        spark.read.format("delta").load(settings.silver_path(DIM_TRACK)).count()
+    )
     timed("register in Trino", lambda: register_tables(settings))
     summary.table_rows = {
         name: spark.read.format("delta").load(table.path(settings)).count()

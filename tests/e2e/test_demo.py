@@ -21,10 +21,11 @@ from pyspark.sql import functions as F
 
 from dashboards.build import Lake, build, expand_macros, render
 from ingestion.streams import Stream
-from spark_jobs.silver.tables import SILVER_TABLES
+from spark_jobs.silver.privacy import AUDIT_TABLE
+from spark_jobs.silver.tables import DIM_TRACK, DIM_USER, SILVER_TABLES
 from tests.support import free_port, throwaway_lake
 from tunelake.settings import SOURCE_ROOT, Settings
-from tunelake_ops.demo import DemoSummary, run_demo
+from tunelake_ops.demo import DELETED_DEMO_USER, DEMO_USERS, DemoSummary, run_demo
 from tunelake_ops.trino import query
 
 
@@ -35,13 +36,15 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(kafka, s3, registry, trino) -> Iterator[Demo]:
+def demo(kafka, s3, registry, trino, postgres, connect) -> Iterator[Demo]:
     """One demo run for the module's tests (it takes minutes)."""
     with (
         pytest.MonkeyPatch.context() as monkeypatch,
         throwaway_lake(
             monkeypatch,
             "e2e",
+            # Debezium writes the one user_profiles topic.
+            topic_user_profiles=kafka.topic_user_profiles,
             service_port=str(free_port()),
             # A short search (a few trials) and a service that looks for models every second.
             model_search_seconds="20",
@@ -93,6 +96,29 @@ def test_the_demo_runs_the_pipeline_end_to_end(spark, demo):
     played = {row.track_id for row in theirs.collect()}
     assert len(served["items"]) == 10
     assert played.isdisjoint(item["track_id"] for item in served["items"])
+
+
+def test_the_demo_profiles_reach_dim_user_and_the_deleted_user_leaves_silver(spark, demo):
+    own_lake, pipeline = demo.lake, demo.summary.pipeline
+    dim = spark.read.format("delta").load(own_lake.silver_path(DIM_USER))
+    current = {r.user_id: r for r in dim.where("is_current").collect()}
+    demo_users = [f"usr-{i:05d}" for i in range(DEMO_USERS)]
+    live = [u for u in demo_users if u != DELETED_DEMO_USER]
+    assert all(u in current and not current[u].is_deleted for u in live)
+    assert {current[u].country for u in demo_users[1:4]} == {"PT"}  # the three who moved
+    assert current[DELETED_DEMO_USER].is_deleted
+    assert pipeline.dimension_rows[DIM_USER] == dim.count()
+    assert pipeline.dimension_rows[DIM_TRACK] > 0
+
+    # The privacy job removed the deleted user from every Silver table with a user id, and
+    # kept an audit row saying how many rows it removed.
+    for name, table in SILVER_TABLES.items():
+        rows = spark.read.format("delta").load(table.path(own_lake))
+        if "user_id" in rows.columns:
+            assert rows.where(F.col("user_id") == DELETED_DEMO_USER).count() == 0, name
+    audit = spark.read.format("delta").load(own_lake.audit_path(AUDIT_TABLE))
+    (deletion,) = audit.where(F.col("user_id") == DELETED_DEMO_USER).collect()
+    assert sum(deletion.rows_removed.values()) > 0  # the user had listened before leaving
 
 
 PLAY_THROUGH = "Play-through rate per model version"

@@ -89,14 +89,15 @@ def test_bronze_catchup_registers_new_bronze_tables_in_trino(bag):
     assert dag.get_task(REGISTER).upstream_task_ids == {"bronze_once"}
 
 
-def test_user_profiles_lands_the_cdc_topic_rebuilds_dim_user_then_registers_every_15_min(bag):
+def test_user_profiles_lands_cdc_rebuilds_dim_user_deletes_then_registers_every_15_min(bag):
     dag = bag.get_dag("user_profiles")
     *stages, last = dag.topological_sort()
     assert [t.application_args for t in stages] == [
         ["bronze", "--once", "--stream", "user_profiles"],
         ["dim-user"],
+        ["privacy", "delete-users"],
     ]
-    assert last.task_id == REGISTER and last.upstream_task_ids == {"dim_user"}
+    assert last.task_id == REGISTER and last.upstream_task_ids == {"privacy_deletes"}
     assert dag.schedule == "*/15 * * * *"
 
 
