@@ -30,6 +30,8 @@ from tunelake.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Tracks per source call and Bronze commit (20 MusicBrainz searches, about 20 s).
+FETCH_CHUNK = 1000
 # The event streams that name tracks (recommendation lists in their items).
 TRACK_STREAMS = (Stream.LISTENS, Stream.RECOMMENDATIONS, Stream.FEEDBACK)
 SCHEMA = T.StructType(
@@ -106,10 +108,17 @@ def fetch(
     wanted = sorted(
         r.track_id for r in needing_fetch(seen, known, now, settings.metadata_stale_days).collect()
     )
-    found = source.fetch(wanted) if wanted else []
-    result = FetchResult(source.name, seen.count(), asked=len(wanted), fetched=len(found))
+    seen_count = seen.count()
     seen.unpersist()
-    if found:
+    fetched = 0
+    # Written a chunk at a time: at MusicBrainz's one request a second, a first run over a
+    # large catalog takes long (100,000 tracks: 2,000 searches, over half an hour), and a
+    # failure keeps what was fetched before it.
+    for first in range(0, len(wanted), FETCH_CHUNK):
+        found = source.fetch(wanted[first : first + FETCH_CHUNK])
+        fetched += len(found)
+        if not found:
+            continue
         rows = [
             {**asdict(m), "genres": list(m.genres)}
             | {"source": source.name, "fetched_at": now, "fetch_date": now.date()}
@@ -118,6 +127,7 @@ def fetch(
         spark.createDataFrame(rows, SCHEMA).write.format("delta").mode("append").partitionBy(
             "fetch_date"
         ).save(target)
+    result = FetchResult(source.name, seen_count, asked=len(wanted), fetched=fetched)
     log.info(
         "track metadata from %s: %d tracks seen in %s..%s, %d asked, %d fetched, %d unknown",
         source.name,

@@ -94,19 +94,18 @@ def build(spark: SparkSession, settings: Settings, run_id: str) -> int:
         # No source answered for any track yet: no dimension, and the check says so.
         log.warning("no %s yet: dim_track not built", source)
         return 0
-    dimension = scd2(spark.read.format("delta").load(source)).persist()
-    try:
-        report = validate(dimension, f"silver_{DIM_TRACK}", suite(), run_id)
-        quality.store(settings, [report], DIM_TRACK)
-        quality.gate([report])
-        dimension.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
-            path(settings)
-        )
-    finally:
-        dimension.unpersist()
-    rows = report.rows
-    log.info("dim_track: %d rows", rows)
-    return rows
+    # The Bronze version validated is the one written, whatever lands in between.
+    version = DeltaTable.forPath(spark, source).history(1).first()["version"]
+    history = spark.read.format("delta").option("versionAsOf", version).load(source)
+    dimension = scd2(history)
+    report = validate(dimension, f"silver_{DIM_TRACK}", suite(), run_id)
+    quality.store(settings, [report], DIM_TRACK)
+    quality.gate([report])
+    dimension.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+        path(settings)
+    )
+    log.info("dim_track: %d rows from %s version %d", report.rows, source, version)
+    return report.rows
 
 
 def event_tracks(spark: SparkSession, settings: Settings) -> DataFrame:

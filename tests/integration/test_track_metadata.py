@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from delta.tables import DeltaTable
 from jinja2 import Environment, StrictUndefined
 from typer.testing import CliRunner
 
@@ -108,11 +109,15 @@ def test_the_dag_fills_bronze_and_an_scd2_dim_track_and_reports_tracks_without_m
     spark, lake, tmp_path, monkeypatch
 ):
     write_events(spark, lake)
+    monkeypatch.setattr(track_metadata, "FETCH_CHUNK", 2)
 
     # The day's run: the tracks its Bronze events name, but the one outside the catalog.
     registered = run_dag(DAY, DAY)
     fetched = table(spark, track_metadata.path(lake))
     assert sorted(r.track_id for r in fetched.collect()) == [T[0], T[1], T[2]]
+    # Asked two at a time (T[5] included), each chunk's answers committed on their own.
+    history = DeltaTable.forPath(spark, track_metadata.path(lake)).history().collect()
+    assert sorted(int(h.operationMetrics["numOutputRows"]) for h in history) == [1, 2]
     assert {r.source for r in fetched.collect()} == {"offline"}
     first = {r.track_id: r for r in table(spark, dim_track.path(lake)).collect()}
     assert set(first) == {T[0], T[1], T[2]}
