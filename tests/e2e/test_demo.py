@@ -112,7 +112,8 @@ def test_the_demo_profiles_reach_dim_user_and_the_deleted_user_leaves_silver(spa
 
     # The user listened before leaving (Bronze keeps the raw events), yet no Silver table
     # holds a row of theirs: the deletion was processed (its audit row) before this lake's
-    # first Silver build, which left them out.
+    # first Silver build, which left them out. (Removal from published tables:
+    # tests/integration/test_privacy.py.)
     bronze = spark.read.format("delta").load(own_lake.bronze_path(own_lake.topic_listening_history))
     assert bronze.where(F.col("user_id") == DELETED_DEMO_USER).count() > 0
     for name, table in SILVER_TABLES.items():
@@ -120,7 +121,8 @@ def test_the_demo_profiles_reach_dim_user_and_the_deleted_user_leaves_silver(spa
         if "user_id" in rows.columns:
             assert rows.where(F.col("user_id") == DELETED_DEMO_USER).count() == 0, name
     audit = spark.read.format("delta").load(own_lake.audit_path(AUDIT_TABLE))
-    assert audit.where(F.col("user_id") == DELETED_DEMO_USER).count() == 1
+    # One audit row per deletion (earlier demos' on the shared topic are deletions too).
+    assert audit.where(F.col("user_id") == DELETED_DEMO_USER).count() >= 1
     assert pipeline.privacy is not None
 
 
