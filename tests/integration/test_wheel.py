@@ -39,6 +39,9 @@ GROUP_MODULES = {
         "tunelake_ops.cli",
         "tunelake_ops.jobs",
         "tunelake_ops.model_cli",
+        # The CLI's command groups (imported with it).
+        "tunelake_ops.users_cli",
+        "tunelake_ops.cdc_cli",
     ),
     "spark": (
         "tunelake",
@@ -56,6 +59,9 @@ GROUP_MODULES = {
         "tunelake_ops.jobs",
         "tunelake_ops.submit",
         "tunelake_ops.cli",
+        "tunelake_ops.users_cli",
+        # compose's cdc-init runs `tunelake cdc apply` on the Spark image.
+        "tunelake_ops.cdc_cli",
         "tunelake_ops.pipeline",
         "tunelake_ops.trino",
     ),
