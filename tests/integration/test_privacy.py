@@ -4,9 +4,9 @@ training set and later Silver builds; the deletion is audited once; VACUUM remov
 from older table versions.
 
 Three users: ``u-keep`` stays; ``u-gone`` is deleted; ``u-back`` was deleted and created
-again, so only what it did before the deletion goes. To stay small, the events land in
-Bronze tables of the real Bronze schema without Kafka, and Silver is built from them with
-the Silver transforms in one pass (tests/integration/test_silver.py runs the whole
+again, so only what it did before the deletion goes. To stay small, the events are written
+straight into Bronze-shaped tables (no Kafka), and Silver is built from them with the
+Silver transforms in one pass (tests/integration/test_silver.py runs the whole
 write-audit-publish build, Kafka and Great Expectations included).
 """
 
@@ -18,10 +18,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from ingestion.streams import EVENT_STREAMS, Stream
+from ingestion.streams import EVENT_STREAMS, STREAMS, Stream
 from ml import train, training_set
 from service.sources import silver_deleted_users
-from spark_jobs.bronze.ingest import BronzeTarget, ensure_tables
 from spark_jobs.silver import aggregates, build, privacy
 from spark_jobs.silver.tables import SILVER_TABLES
 from tests.support import throwaway_lake
@@ -84,36 +83,43 @@ def lake(kafka, s3, trino):
         yield settings
 
 
+ENVELOPE = "event_id string, event_time timestamp, schema_version int, user_id string"
+KAFKA = "topic string, partition int, offset long, kafka_timestamp timestamp, ingested_at timestamp"
+# The payload columns the Silver transforms read, as Bronze types them.
+PAYLOAD = {
+    Stream.LISTENS: "track_id string, played_at timestamp, ms_played long, context string, "
+    "request_id string",
+    Stream.RECOMMENDATIONS: "request_id string, model_version string, "
+    "items array<struct<track_id:string,rank:int,score:double>>",
+    Stream.FEEDBACK: "request_id string, track_id string, action string",
+}
+
+
 def land_in_bronze(spark, settings, stream: Stream, batch: list[dict]) -> None:
-    """``batch`` appended to ``stream``'s Bronze table (created as Bronze creates it) with
-    Kafka metadata, as the Bronze job lands accepted records."""
-    target = BronzeTarget.of(settings, stream)
-    ensure_tables(spark, target)
-    schema = spark.read.format("delta").load(target.table_path).schema
+    """``batch`` as ``stream``'s Bronze table, with Kafka metadata and today's ingest date,
+    partitioned as Bronze is."""
     landed = datetime.now(UTC)
-    metadata = {
-        "topic": target.topic,
-        "partition": 0,
-        "kafka_timestamp": landed,
-        "ingested_at": landed,
-        "ingest_date": landed.date(),
-    }
+    schema = f"{ENVELOPE}, {PAYLOAD[stream]}, {KAFKA}, ingest_date date"
+    metadata = {"topic": stream.value, "partition": 0, "kafka_timestamp": landed}
     rows = [
-        {f.name: (event | metadata | {"offset": n}).get(f.name) for f in schema.fields}
+        event | metadata | {"offset": n, "ingested_at": landed, "ingest_date": landed.date()}
         for n, event in enumerate(batch)
     ]
-    spark.createDataFrame(rows, schema).write.format("delta").mode("append").save(target.table_path)
+    df = spark.createDataFrame(rows, schema)
+    df.write.format("delta").partitionBy("ingest_date").save(
+        settings.bronze_path(STREAMS[stream].topic(settings))
+    )
 
 
 def build_silver(spark, settings, run: build.SilverRun) -> None:
     """Every Silver table from the run's Bronze slices in one pass, with the Silver build's
     transforms (its stage computes the same from what is published plus what is new)."""
     bronze = {
-        name: build.bronze_slice(spark, settings, stream, run, 1)
+        name: build.bronze_slice(spark, settings, stream, run, 0)
         for name, stream in build.BRONZE_OF.items()
     }
-    tables = {name: build.TRANSFORM_OF[name](df) for name, df in bronze.items()}
-    plays = aggregates.attribute(tables["listens"], tables["impressions"])
+    tables = {name: build.TRANSFORM_OF[name](df).cache() for name, df in bronze.items()}
+    plays = aggregates.attribute(tables["listens"], tables["impressions"]).cache()
     tables |= {
         "track_daily_stats": aggregates.track_daily_stats(
             plays, tables["impressions"], tables["feedback"]
@@ -311,9 +317,9 @@ def test_a_deleted_user_leaves_silver_training_and_later_builds_audited_once(spa
     # Rebuilding from Bronze, which still holds their events, brings nobody back: what the
     # Silver build reads of Bronze leaves them out.
     for stream in EVENT_STREAMS:
-        kept = build.bronze_slice(spark, settings, stream, today, 1)
+        kept = build.bronze_slice(spark, settings, stream, today, 0)
         assert {r.user_id for r in kept.select("user_id").collect()} <= {"u-keep", "u-back"}
-    kept = build.bronze_slice(spark, settings, Stream.LISTENS, today, 1)
+    kept = build.bronze_slice(spark, settings, Stream.LISTENS, today, 0)
     assert {(r.user_id, r.track_id) for r in kept.collect()} == {("u-keep", "t1"), ("u-back", "t4")}
 
     # VACUUM deletes the files only older versions read (theirs among them) once they are
