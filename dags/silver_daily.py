@@ -11,11 +11,9 @@ from airflow.sdk import DAG, chain
 
 from tunelake_ops.airflow_tasks import (
     DEFAULT_ARGS,
-    FROM_DATE,
-    TO_DATE,
     backfill_params,
+    dated_stage_tasks,
     register_in_trino_task,
-    tunelake_spark_task,
 )
 from tunelake_ops.pipeline import SILVER_STAGES
 
@@ -31,11 +29,6 @@ with DAG(
     params=backfill_params(),
 ):
     chain(
-        *[
-            tunelake_spark_task(
-                stage.replace("-", "_"), "silver", stage, "--from", FROM_DATE, "--to", TO_DATE
-            )
-            for stage in SILVER_STAGES
-        ],
+        *dated_stage_tasks("silver", SILVER_STAGES),
         register_in_trino_task(),
     )

@@ -13,11 +13,9 @@ from airflow.sdk import DAG, chain
 
 from tunelake_ops.airflow_tasks import (
     DEFAULT_ARGS,
-    FROM_DATE,
-    TO_DATE,
     backfill_params,
+    dated_stage_tasks,
     register_in_trino_task,
-    tunelake_spark_task,
 )
 from tunelake_ops.pipeline import METADATA_STAGES
 
@@ -33,11 +31,6 @@ with DAG(
     params=backfill_params(),
 ):
     chain(
-        *[
-            tunelake_spark_task(
-                f"metadata_{stage}", "metadata", stage, "--from", FROM_DATE, "--to", TO_DATE
-            )
-            for stage in METADATA_STAGES
-        ],
+        *dated_stage_tasks("metadata", METADATA_STAGES, prefix="metadata_"),
         register_in_trino_task(),
     )

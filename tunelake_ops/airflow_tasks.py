@@ -18,6 +18,7 @@ publication (an HTTP call from the Airflow worker).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,17 @@ def tunelake_spark_task(task_id: str, *command: str) -> BaseOperator:
     if settings.spark_deploy is SparkDeploy.KUBERNETES:
         return _spark_application_task(settings, task_id, list(command))
     return _spark_submit_task(settings, task_id, list(command))
+
+
+def dated_stage_tasks(job: str, stages: Sequence[str], prefix: str = "") -> list[BaseOperator]:
+    """One Spark task per stage of ``job`` (``tunelake <job> <stage>``), in order, each over
+    the run's ingest dates; task ids are ``<prefix><stage>``."""
+    return [
+        tunelake_spark_task(
+            f"{prefix}{stage.replace('-', '_')}", job, stage, "--from", FROM_DATE, "--to", TO_DATE
+        )
+        for stage in stages
+    ]
 
 
 def _spark_submit_task(settings: Settings, task_id: str, command: list[str]) -> BaseOperator:
