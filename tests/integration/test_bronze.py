@@ -24,7 +24,7 @@ from ingestion import avro_codec
 from ingestion.producer import EventProducer
 from ingestion.registry import SchemaRegistry, subject_for
 from ingestion.schemas import load_schema
-from ingestion.streams import STREAMS, Stream
+from ingestion.streams import EVENT_STREAMS, STREAMS, Stream
 from service.app import build_app
 from spark_jobs.bronze.ingest import BronzeTarget, MissingSubjectError, run
 from spark_jobs.bronze.lease import BronzeLease, BronzeLeaseHeldError
@@ -253,7 +253,7 @@ def test_poison_records_are_quarantined_while_good_ones_flow(spark, topics):
     }
     producer = kafka_producer(settings)
     expected_errors = {}
-    for stream in Stream:
+    for stream in EVENT_STREAMS:
         topic = STREAMS[stream].topic(settings)
         fields, reason = violations[stream]
         sends = [
@@ -281,10 +281,10 @@ def test_poison_records_are_quarantined_while_good_ones_flow(spark, topics):
 
     run(spark, settings, list(Stream), once=True)
 
-    for stream in Stream:
+    for stream in EVENT_STREAMS:
         assert bronze(spark, settings, stream).count() == 2, stream
     quarantined = {}
-    for stream in Stream:
+    for stream in EVENT_STREAMS:
         for row in quarantine(spark, settings, stream).collect():
             quarantined[(row.topic, row.partition, row.offset)] = (row.error, bytes(row.value))
     assert set(quarantined) == set(expected_errors)
