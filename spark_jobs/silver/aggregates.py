@@ -16,6 +16,8 @@ contained the track and started within the attribution window after the list was
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -46,6 +48,36 @@ INTERACTION_COUNTS = (
     "likes",
     "dislikes",
 )
+
+
+def on_dates(column: str, dates: list[date]) -> Column:
+    """``column`` is one of ``dates`` (never, for none)."""
+    return F.col(column).isin([d.isoformat() for d in dates]) if dates else F.lit(False)
+
+
+def days_around(dates: list[date], before: int, after: int) -> list[date]:
+    """Every day from ``before`` days before to ``after`` days after each of ``dates``."""
+    return sorted({d + timedelta(days=k) for d in dates for k in range(-before, after + 1)})
+
+
+def window_days(window_hours: int) -> int:
+    """Days a list's attribution window reaches past the day it was served on."""
+    return window_hours // 24 + 1
+
+
+def plays_on(
+    listens: DataFrame, impressions: DataFrame, dates: list[date], window_hours: int
+) -> DataFrame:
+    """The plays of ``dates``, attributed (``attribute``) to the lists served in the window
+    before them: of tables holding any dates, only those days' listens and the impressions
+    around them are read."""
+    return attribute(
+        listens.where(on_dates("play_date", dates)),
+        impressions.where(
+            on_dates("impression_date", days_around(dates, window_days(window_hours), 1))
+        ),
+        window_hours,
+    )
 
 
 def _count_when(condition: Column) -> Column:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -34,6 +34,7 @@ from dq import reports as quality
 from ingestion.streams import EVENT_STREAMS, STREAMS, Stream
 from ingestion.validity import SYNTHETIC_USER_PREFIX
 from spark_jobs.silver import aggregates, events, privacy
+from spark_jobs.silver.aggregates import days_around, on_dates
 from spark_jobs.silver.tables import EVENT_TABLES, SILVER_TABLES, Publish
 from tunelake.clients import s3_client
 from tunelake.settings import Settings
@@ -190,14 +191,6 @@ def _dates(df: DataFrame, column: str) -> list[date]:
     return sorted(r[0] for r in df.select(column).distinct().collect() if r[0] is not None)
 
 
-def _in(column: str, dates: list[date]):
-    return F.col(column).isin([d.isoformat() for d in dates]) if dates else F.lit(False)
-
-
-def _around(dates: list[date], before: int, after: int) -> list[date]:
-    return sorted({d + timedelta(days=k) for d in dates for k in range(-before, after + 1)})
-
-
 def stage(
     spark: SparkSession,
     settings: Settings,
@@ -227,26 +220,24 @@ def stage(
     for table in EVENT_TABLES:
         keys = list(table.keys)
         # A duplicate has the same event time, so only the touched dates can hold it.
-        known = published[table.name].where(_in(table.date_column, touched[table.name]))
+        known = published[table.name].where(on_dates(table.date_column, touched[table.name]))
         new[table.name] = (
             incoming[table.name].join(known.select(*keys), keys, "left_anti").persist()
         )
     everything = {name: published[name].unionByName(new[name]) for name in incoming}
     # A play or reaction at time t answers a list served in [t - window, t + 5 minutes].
-    window_days = window_hours // 24 + 1
+    window_days = aggregates.window_days(window_hours)
 
     def on(name: str, dates: list[date]) -> DataFrame:
-        return everything[name].where(_in(SILVER_TABLES[name].date_column, dates))
+        return everything[name].where(on_dates(SILVER_TABLES[name].date_column, dates))
 
     daily_dates = sorted(set().union(*touched.values()))
-    plays = aggregates.attribute(
-        on("listens", daily_dates),
-        on("impressions", _around(daily_dates, window_days, 1)),
-        window_hours,
+    plays = aggregates.plays_on(
+        everything["listens"], everything["impressions"], daily_dates, window_hours
     ).persist()
     # Outcomes live on the impression's date: a late play re-opens the list it answers.
     answering = sorted(set(touched["listens"]) | set(touched["feedback"]))
-    answered_lists = on("impressions", _around(answering, window_days, 1)).join(
+    answered_lists = on("impressions", days_around(answering, window_days, 1)).join(
         incoming["listens"]
         .select("request_id")
         .union(incoming["feedback"].select("request_id"))
@@ -257,15 +248,15 @@ def stage(
     outcome_dates = sorted(
         set(touched["impressions"]) | set(_dates(answered_lists, "impression_date"))
     )
-    answer_window = _around(outcome_dates, 1, window_days)
+    answer_window = days_around(outcome_dates, 1, window_days)
     staged = {
         **new,
         "track_daily_stats": aggregates.track_daily_stats(
             plays, on("impressions", daily_dates), on("feedback", daily_dates)
-        ).where(_in("date", daily_dates)),
+        ).where(on_dates("date", daily_dates)),
         "user_daily_stats": aggregates.user_daily_stats(
             plays, on("impressions", daily_dates)
-        ).where(_in("date", daily_dates)),
+        ).where(on_dates("date", daily_dates)),
         "recommendation_outcomes": aggregates.recommendation_outcomes(
             on("impressions", outcome_dates),
             aggregates.attribute(
@@ -327,7 +318,7 @@ def _interactions(
     (the staged outcomes against the published ones)."""
     outcomes = spark.read.format("delta").load(run.staging(settings, "recommendation_outcomes"))
     before = _published(spark, settings, "recommendation_outcomes", outcomes).where(
-        _in("impression_date", outcome_dates)
+        on_dates("impression_date", outcome_dates)
     )
     increment = aggregates.user_track_interactions(
         new["listens"],

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -42,6 +42,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.silver import aggregates
+from spark_jobs.silver.aggregates import on_dates
 from spark_jobs.silver.dim_user import PROFILE_COLUMNS
 from spark_jobs.silver.dim_user import TABLE as DIM_USER
 from spark_jobs.silver.tables import SILVER_TABLES
@@ -71,12 +72,16 @@ AUDIT_SCHEMA = T.StructType(
 )
 
 
-def read_dim_user(spark: SparkSession, settings: Settings) -> DataFrame | None:
-    """Silver ``dim_user``, or None before it exists (then nobody was deleted)."""
-    path = settings.silver_path(DIM_USER)
+def _load(spark: SparkSession, path: str) -> DataFrame | None:
+    """The Delta table at ``path``, or None before it exists."""
     if not DeltaTable.isDeltaTable(spark, path):
         return None
     return spark.read.format("delta").load(path)
+
+
+def read_dim_user(spark: SparkSession, settings: Settings) -> DataFrame | None:
+    """Silver ``dim_user``, or None before it exists (then nobody was deleted)."""
+    return _load(spark, settings.silver_path(DIM_USER))
 
 
 def erasures(dim_user: DataFrame) -> DataFrame:
@@ -145,18 +150,11 @@ class PrivacyRun:
 
 
 def _read(spark: SparkSession, settings: Settings, table: str) -> DataFrame | None:
-    path = SILVER_TABLES[table].path(settings)
-    if not DeltaTable.isDeltaTable(spark, path):
-        return None
-    return spark.read.format("delta").load(path)
+    return _load(spark, SILVER_TABLES[table].path(settings))
 
 
 def _counts(df: DataFrame) -> dict[str, int]:
     return {r["user_id"]: r["count"] for r in df.groupBy("user_id").count().collect()}
-
-
-def _in(column: str, values: list) -> Column:
-    return F.col(column).isin(values) if values else F.lit(False)
 
 
 def _dates(df: DataFrame, column: str) -> set[date]:
@@ -246,19 +244,13 @@ def _recompute_track_days(
     table = SILVER_TABLES["track_daily_stats"]
     if not dates or _read(spark, settings, table.name) is None:
         return
-    window_days = window_hours // 24 + 1
-    around = sorted({d + timedelta(days=k) for d in dates for k in range(-window_days, 2)})
     impressions = _read(spark, settings, "impressions")
-    plays = aggregates.attribute(
-        _read(spark, settings, "listens").where(_in("play_date", dates)),
-        impressions.where(_in("impression_date", around)),
-        window_hours,
-    )
+    plays = aggregates.plays_on(_read(spark, settings, "listens"), impressions, dates, window_hours)
     stats = aggregates.track_daily_stats(
         plays,
-        impressions.where(_in("impression_date", dates)),
-        _read(spark, settings, "feedback").where(_in("feedback_date", dates)),
-    ).where(_in("date", dates))
+        impressions.where(on_dates("impression_date", dates)),
+        _read(spark, settings, "feedback").where(on_dates("feedback_date", dates)),
+    ).where(on_dates("date", dates))
     in_dates = f"date IN ({_sql_list([d.isoformat() for d in dates])})"
     stats.write.format("delta").mode("overwrite").option("replaceWhere", in_dates).save(
         table.path(settings)
@@ -286,13 +278,6 @@ def _scrub_dim_user(spark: SparkSession, settings: Settings, erased: DataFrame) 
     return to_scrub
 
 
-def _audit(spark: SparkSession, settings: Settings) -> DataFrame | None:
-    path = settings.audit_path(AUDIT_TABLE)
-    if not DeltaTable.isDeltaTable(spark, path):
-        return None
-    return spark.read.format("delta").load(path)
-
-
 def delete_users(
     spark: SparkSession,
     settings: Settings,
@@ -304,7 +289,7 @@ def delete_users(
     if dim_user is None:
         log.info("no Silver dim_user at %s: nobody to delete", settings.silver_path(DIM_USER))
         return PrivacyRun([], [])
-    todo = pending(deletions(dim_user), _audit(spark, settings)).collect()
+    todo = pending(deletions(dim_user), _load(spark, settings.audit_path(AUDIT_TABLE))).collect()
     if not todo:
         log.info("privacy: no deletion to process")
         return PrivacyRun([], [])
