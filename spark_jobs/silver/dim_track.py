@@ -19,11 +19,12 @@ from __future__ import annotations
 import logging
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dq import reports as quality
 from spark_jobs.bronze import track_metadata
+from spark_jobs.silver import dimensions
 from spark_jobs.silver.tables import DIM_TRACK, SILVER_TABLES
 from tunelake.settings import Settings
 
@@ -49,22 +50,15 @@ def path(settings: Settings) -> str:
 
 def scd2(history: DataFrame) -> DataFrame:
     """Fetches (track_id, ATTRIBUTES, fetched_at) -> dimension rows, one per version."""
-    by_time = Window.partitionBy("track_id").orderBy("fetched_at")
-    digest = F.sha2(F.to_json(F.struct(*ATTRIBUTES)), 256)
-    changes = (
+    fetches = (
         history.select("track_id", *ATTRIBUTES, "fetched_at")
         # Two fetches at one instant (a retried write) are one observation.
         .dropDuplicates(["track_id", "fetched_at"])
-        .withColumn("digest", digest)
-        .withColumn("previous", F.lag("digest").over(by_time))
-        .where(F.col("previous").isNull() | (F.col("previous") != F.col("digest")))
     )
-    return changes.select(
-        "track_id",
-        *ATTRIBUTES,
-        F.col("fetched_at").alias("valid_from"),
-        F.lead("fetched_at").over(by_time).alias("valid_to"),
-    ).withColumn("is_current", F.col("valid_to").isNull())
+    state = F.to_json(F.struct(*ATTRIBUTES))
+    return dimensions.versions(fetches, "track_id", ["fetched_at"], state, "fetched_at").select(
+        "track_id", *ATTRIBUTES, "valid_from", "valid_to", "is_current"
+    )
 
 
 def suite() -> list:

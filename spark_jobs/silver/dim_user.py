@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ingestion.streams import STREAMS, Stream
+from spark_jobs.silver import dimensions
 from spark_jobs.silver.tables import DIM_USER
 from tunelake.settings import Settings
 
@@ -59,37 +60,26 @@ def changes(bronze: DataFrame) -> DataFrame:
     )
 
 
-def _by_user() -> Window:
-    return Window.partitionBy("user_id").orderBy("change_lsn", "changed_at")
-
-
 def versions(changes: DataFrame) -> DataFrame:
     """Distinct changes -> SCD2 rows."""
-    state = F.when(~F.col("is_deleted"), F.to_json(F.struct(*PROFILE_COLUMNS)))
-    previous_state = F.lag(state).over(_by_user())
-    previous_deleted = F.lag("is_deleted").over(_by_user())
-    # A change that leaves the profile as it was (a re-snapshot) adds no version.
-    unchanged = (
-        previous_deleted.isNotNull()
-        & (previous_deleted == F.col("is_deleted"))
-        & (F.col("is_deleted") | (previous_state == state))
-    )
-    kept = (
-        changes.withColumn("_unchanged", F.coalesce(unchanged, F.lit(False)))
-        .where(~F.col("_unchanged"))
-        .drop("_unchanged")
-    )
-    ends = F.lead("changed_at").over(_by_user())
+    # A deletion's state is only that: two deletions in a row, or a change that leaves the
+    # profile as it was (a re-snapshot), add no version.
+    deleted = F.col("is_deleted")
+    state = F.to_json(F.struct(deleted, *[F.when(~deleted, F.col(c)) for c in PROFILE_COLUMNS]))
+    order = ["change_lsn", "changed_at"]
+    kept = dimensions.versions(changes, "user_id", order, state, "changed_at")
     # A version a delete followed held data the user had erased.
-    erased = F.max(F.col("is_deleted").cast("int")).over(
-        _by_user().rowsBetween(Window.currentRow, Window.unboundedFollowing)
+    erased = F.max(deleted.cast("int")).over(
+        Window.partitionBy("user_id")
+        .orderBy(*order)
+        .rowsBetween(Window.currentRow, Window.unboundedFollowing)
     )
     return kept.select(
         "user_id",
         *[F.when(erased == 0, F.col(c)).alias(c) for c in PROFILE_COLUMNS],
-        F.col("changed_at").alias("valid_from"),
-        ends.alias("valid_to"),
-        ends.isNull().alias("is_current"),
+        "valid_from",
+        "valid_to",
+        "is_current",
         "is_deleted",
         "change_lsn",
     )
