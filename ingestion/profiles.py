@@ -86,25 +86,24 @@ def _execute(settings: Settings, sql: str, params: tuple) -> int:
         raise UserProfileError(str(exc).splitlines()[0]) from None
 
 
-def add_user(settings: Settings, user_id: str, change: ProfileChange) -> None:
+def _insert(settings: Settings, user_id: str, change: ProfileChange, *, upsert: bool) -> None:
     columns = {"user_id": user_id, "display_name": user_id, **change.columns()}
     names = ", ".join(columns)
     marks = ", ".join(["%s"] * len(columns))
-    _execute(settings, f"INSERT INTO {TABLE} ({names}) VALUES ({marks})", tuple(columns.values()))
+    sql = f"INSERT INTO {TABLE} ({names}) VALUES ({marks})"
+    if upsert:
+        updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name != "user_id")
+        sql += f" ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = now()"
+    _execute(settings, sql, tuple(columns.values()))
+
+
+def add_user(settings: Settings, user_id: str, change: ProfileChange) -> None:
+    _insert(settings, user_id, change, upsert=False)
 
 
 def upsert_user(settings: Settings, user_id: str, change: ProfileChange) -> None:
     """Create the profile, or set these fields of the existing one (re-runs of the demo)."""
-    columns = {"user_id": user_id, "display_name": user_id, **change.columns()}
-    names = ", ".join(columns)
-    marks = ", ".join(["%s"] * len(columns))
-    updates = ", ".join(f"{name} = excluded.{name}" for name in columns if name != "user_id")
-    _execute(
-        settings,
-        f"INSERT INTO {TABLE} ({names}) VALUES ({marks}) "
-        f"ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = now()",
-        tuple(columns.values()),
-    )
+    _insert(settings, user_id, change, upsert=True)
 
 
 def update_user(settings: Settings, user_id: str, change: ProfileChange) -> None:
