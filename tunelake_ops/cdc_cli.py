@@ -2,7 +2,7 @@
 
 ``tunelake up`` does this itself (the postgres and connect services' bootstraps). Compose
 runs ``tunelake cdc apply`` as its one-shot ``cdc-init``; the Helm chart runs
-``tunelake cdc migrate`` as a pre-install/pre-upgrade hook and leaves the connector to
+``tunelake cdc migrate`` as a post-install/post-upgrade hook and leaves the connector to
 Strimzi (its KafkaConnector carries ``ingestion.cdc.connector_config``). ``status`` is for
 people and scripts: it exits 1 unless the connector and its task run.
 """

@@ -134,9 +134,7 @@ def run_pipeline(
     timed("publish", lambda: build.publish(spark, settings, run))
     summary.metadata = timed("track metadata", lambda: track_metadata.refresh(spark, settings, run))
     summary.quality.append(summary.metadata.report)
-    summary.dimension_rows[DIM_TRACK] = (
-        spark.read.format("delta").load(settings.silver_path(DIM_TRACK)).count()
-    )
+    summary.dimension_rows[DIM_TRACK] = summary.metadata.dim_track_rows
     timed("register in Trino", lambda: register_tables(settings))
     summary.table_rows = {
         name: spark.read.format("delta").load(table.path(settings)).count()
