@@ -254,30 +254,34 @@ def write_batch(
     if not writers and not kafka_rows.isEmpty():
         raise MissingSubjectError(target.topic, subject, settings.schema_registry_url, batch_id)
     rows = with_ingest_metadata(kafka_rows, datetime.now(UTC))
-    decoded = decode(rows, writers, reader, target.stream).persist()
-    try:
-        counts = decoded.agg(
-            F.count_if(F.col("error").isNull()).alias("accepted"),
-            F.count_if(F.col("error").isNotNull()).alias("quarantined"),
-        ).first()
-        accepted, quarantined = split(decoded, reader)
-        # The app id names the checkpoint and its incarnation: a replay of the same batch
-        # is a no-op in Delta. An empty side is not written at all (a replay reads the same
-        # offsets, so it skips the same side).
-        app_id = f"{target.checkpoint_path}:{checkpoint_id}"
-        if counts.accepted:
-            _append(accepted, target.table_path, f"bronze:{app_id}", batch_id)
-        if counts.quarantined:
-            _append(quarantined, target.quarantine_path, f"quarantine:{app_id}", batch_id)
-        log.info(
-            "bronze %s batch %d: %d accepted, %d quarantined",
-            target.topic,
-            batch_id,
-            counts.accepted,
-            counts.quarantined,
-        )
-    finally:
-        decoded.unpersist()
+    # Decoded once into this batch's own blocks, not with persist(): a persisted plan joins
+    # the cache every query of the session is matched against, so the other topics' streams
+    # would canonicalize this plan on their threads while this one plans it. from_avro's
+    # options map is evaluated by a builder shared between plan copies; that concurrent
+    # evaluation poisoned the builder, and every later query of the session failed with
+    # DUPLICATED_MAP_KEY (key "mode"). A local checkpoint is never matched against, and
+    # Spark's cleaner drops its blocks once the batch's DataFrame is gone.
+    decoded = decode(rows, writers, reader, target.stream).localCheckpoint(eager=True)
+    counts = decoded.agg(
+        F.count_if(F.col("error").isNull()).alias("accepted"),
+        F.count_if(F.col("error").isNotNull()).alias("quarantined"),
+    ).first()
+    accepted, quarantined = split(decoded, reader)
+    # The app id names the checkpoint and its incarnation: a replay of the same batch is a
+    # no-op in Delta. An empty side is not written at all (a replay reads the same offsets,
+    # so it skips the same side).
+    app_id = f"{target.checkpoint_path}:{checkpoint_id}"
+    if counts.accepted:
+        _append(accepted, target.table_path, f"bronze:{app_id}", batch_id)
+    if counts.quarantined:
+        _append(quarantined, target.quarantine_path, f"quarantine:{app_id}", batch_id)
+    log.info(
+        "bronze %s batch %d: %d accepted, %d quarantined",
+        target.topic,
+        batch_id,
+        counts.accepted,
+        counts.quarantined,
+    )
 
 
 KAFKA_ROW_SCHEMA = (

@@ -26,6 +26,7 @@ from ingestion.registry import SchemaRegistry, subject_for
 from ingestion.schemas import load_schema
 from ingestion.streams import EVENT_STREAMS, STREAMS, Stream
 from service.app import build_app
+from spark_jobs.bronze import ingest
 from spark_jobs.bronze.ingest import BronzeTarget, MissingSubjectError, run
 from spark_jobs.bronze.lease import BronzeLease, BronzeLeaseHeldError
 from tunelake.clients import kafka_admin, kafka_producer, s3_client
@@ -222,7 +223,7 @@ def _encoded(settings, stream: Stream, record: dict) -> bytes:
     return avro_codec.encode(schema_id, fastavro.parse_schema(schema), record)
 
 
-def test_poison_records_are_quarantined_while_good_ones_flow(spark, topics):
+def test_poison_records_are_quarantined_while_good_ones_flow(spark, topics, monkeypatch):
     settings = topics("poison")
     now = datetime.now(UTC)
     envelope = {"event_time": now, "schema_version": 1, "user_id": "p-user"}
@@ -278,9 +279,23 @@ def test_poison_records_are_quarantined_while_good_ones_flow(spark, topics):
             if error is not None:
                 expected_errors[(topic, meta.partition, meta.offset)] = (error, value)
     producer.close()
+    # Every topic's stream runs at once here. A batch must not publish its decoding plan to
+    # the session's cache: the other streams' threads would evaluate it while this one does
+    # (that race once broke every later query of the session).
+    cached_while_writing = []
+    append = ingest._append
+
+    def recording_append(df, *args):
+        cached_while_writing.append(
+            spark._jsparkSession.sharedState().cacheManager().numCachedEntries()
+        )
+        append(df, *args)
+
+    monkeypatch.setattr(ingest, "_append", recording_append)
 
     run(spark, settings, list(Stream), once=True)
 
+    assert cached_while_writing and set(cached_while_writing) == {0}, cached_while_writing
     for stream in EVENT_STREAMS:
         assert bronze(spark, settings, stream).count() == 2, stream
     quarantined = {}
