@@ -48,9 +48,10 @@ def kafka_rows(spark, values: list[bytes]):
 
 def run_split(spark, values, writers=None):
     decoded = decode(kafka_rows(spark, values), writers or {7: LISTEN}, LISTEN, Stream.LISTENS)
-    # Cached, as write_batch does: unpersisted, each side's filter would inline the decoding
-    # into every rule and grow past what Spark's code generator compiles.
-    decoded = decoded.persist()
+    # Checkpointed, as write_batch does: else each side's filter would inline the decoding
+    # into every rule and grow past what Spark's code generator compiles. (Not persist():
+    # that would leave the plan in the session's cache for every later test to match.)
+    decoded = decoded.localCheckpoint()
     accepted, quarantined = split(decoded, LISTEN)
     return accepted.collect(), {r.offset: r for r in quarantined.collect()}
 
@@ -172,6 +173,6 @@ def test_a_recommendation_with_a_rank_below_one_is_quarantined(spark):
     }
     value = avro_codec.encode(5, fastavro.parse_schema(schema), event)
     decoded = decode(kafka_rows(spark, [value]), {5: schema}, schema, Stream.RECOMMENDATIONS)
-    accepted, quarantined = split(decoded.persist(), schema)
+    accepted, quarantined = split(decoded.localCheckpoint(), schema)
     assert accepted.count() == 0
     assert [r.error for r in quarantined.collect()] == ["invalid: items[].rank is below 1"]
