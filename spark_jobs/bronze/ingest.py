@@ -258,13 +258,13 @@ def write_batch(
     if not writers and not kafka_rows.isEmpty():
         raise MissingSubjectError(target.topic, subject, settings.schema_registry_url, batch_id)
     rows = with_ingest_metadata(kafka_rows, datetime.now(UTC))
-    # Decoded once into this batch's own blocks, not with persist(): a persisted plan joins
-    # the cache every query of the session is matched against, so the other topics' streams
-    # would canonicalize this plan on their threads while this one plans it. from_avro's
-    # options map is evaluated by a builder shared between plan copies; that concurrent
-    # evaluation poisoned the builder, and every later query of the session failed with
-    # DUPLICATED_MAP_KEY (key "mode"). A local checkpoint is never matched against, and
-    # Spark's cleaner drops its blocks once the batch's DataFrame is gone.
+    # Decoded once into a local checkpoint, not persist(): a persisted plan joins the
+    # session-wide cache that every query is matched against, so the other topics' stream
+    # threads evaluated this plan while its own thread did. Spark shares from_avro's options
+    # map (one builder) between plan copies; the race left a key in the builder, and every
+    # later query of the session failed with DUPLICATED_MAP_KEY (key "mode"). A local
+    # checkpoint is matched against nothing; its blocks go once the JVM collects the
+    # batch's DataFrame.
     decoded = decode(rows, writers, reader, target.stream).localCheckpoint(eager=True)
     counts = decoded.agg(
         F.count_if(F.col("error").isNull()).alias("accepted"),
