@@ -173,6 +173,9 @@ def test_sigkill_mid_run_then_restart_keeps_every_event_exactly_once(spark, topi
         # Small micro-batches, so the kill lands between commits of a long catch-up.
         "TUNELAKE_BRONZE_MAX_OFFSETS_PER_TRIGGER": "1500",
         "TUNELAKE_BRONZE_TRIGGER_SECONDS": "0.2",
+        # A killed driver never removes its scratch folder (its copy of every jar, ~640 MB):
+        # in the test's own folder, pytest prunes it with the rest.
+        "SPARK_LOCAL_DIRS": str(tmp_path / "spark-local"),
     }
     # Started as Airflow and the Helm chart start it: spark-submit of the jobs' entry point.
     job_log = tmp_path / "bronze.log"
