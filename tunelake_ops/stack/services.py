@@ -225,6 +225,9 @@ class KafkaService(Service):
         ensure_topics(self.settings, self.settings.topics)
 
 
+S3_VOLUMES = 200
+
+
 @dataclass
 class S3Service(Service):
     name: str = "s3"
@@ -274,6 +277,10 @@ class S3Service(Service):
             f"-volume.port={self.port + 2}",
             f"-filer.port={self.port + 3}",
             f"-admin.port={self.port + 4}",
+            # Every bucket takes volumes of its own, and weed mini allows free disk / 1 GiB of
+            # them: on a nearly full disk a new bucket got S3 500s ("no free volumes left").
+            # Volumes grow as written, so a fixed count costs no space.
+            f"-volume.max={S3_VOLUMES}",
             # Only S3 is part of tunelake's contract: keep the extra listeners off.
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
