@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from spark_jobs.bronze.ingest import run
 from spark_jobs.common.session import build_spark
 from tunelake.clients import arrow_s3_filesystem, kafka_admin, kafka_consumer, s3_client
 from tunelake.settings import Settings, get_settings
+from tunelake_ops.stack.ports import free_port
 from tunelake_ops.stack.probes import ensure_topics
 from tunelake_ops.stack.process import wait_until
 
@@ -128,9 +128,7 @@ def commit_freshness(settings: Settings, since: datetime) -> list[float]:
 
 def serve_in_thread(app) -> tuple[uvicorn.Server, str]:
     """The real HTTP stack (uvicorn) on a free loopback port, in this process."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     url = f"http://127.0.0.1:{port}"

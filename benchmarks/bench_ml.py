@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from spark_jobs.common.session import build_spark
 from tunelake.clients import kafka_admin
 from tunelake.logs import configure_logging
 from tunelake.settings import Settings, get_settings
+from tunelake_ops.stack.ports import free_port
 from tunelake_ops.stack.probes import drop_bucket, ensure_buckets, ensure_topics
 from tunelake_ops.stack.process import wait_until
 
@@ -206,12 +206,6 @@ def build_loadgen(settings: Settings) -> Path:
         check=True,
     )
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:

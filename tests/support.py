@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,28 @@ from tunelake_ops.stack.probes import drop_bucket, ensure_buckets, ensure_topics
 from tunelake_ops.trino import forget_schemas
 
 CATALOG = [("t-hit", 100.0), ("t-mid", 10.0), ("t-tail", 1.0)]
+
+# The ports of the stacks tests start beside the session's, by test module. Every port
+# stays below the kernel's ephemeral range (tests/unit/test_ports.py checks them with the
+# stack's own), and none is another's.
+TEST_STACK_PORTS: dict[str, dict[str, object]] = {
+    "test_stack_lifecycle": {
+        "kafka_bootstrap_servers": "127.0.0.1:29092",
+        "kafka_controller_port": 29093,
+        "s3_endpoint_url": "http://127.0.0.1:28333",
+        "postgres_port": 25432,
+        "schema_registry_url": "http://127.0.0.1:28081/apis/ccompat/v7",
+        "connect_registry_url": "http://127.0.0.1:28081/apis/registry/v2",
+        "kafka_connect_url": "http://127.0.0.1:28083",
+        "airflow_port": 28080,
+        "trino_url": "http://127.0.0.1:28090",
+    },
+    "test_service_recovery": {
+        "kafka_bootstrap_servers": "127.0.0.1:29392",
+        "kafka_controller_port": 29393,
+    },
+    "test_stack_anywhere": {"postgres_port": 26432},
+}
 
 
 class RecordingPublisher:
@@ -48,12 +69,6 @@ def make_listens(n: int, **overrides) -> dict:
             for i in range(n)
         ]
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -23,9 +23,10 @@ from dashboards.build import Lake, build, expand_macros, render
 from ingestion.streams import Stream
 from spark_jobs.silver.privacy import AUDIT_TABLE
 from spark_jobs.silver.tables import DIM_TRACK, DIM_USER, SILVER_TABLES
-from tests.support import free_port, throwaway_lake
+from tests.support import throwaway_lake
 from tunelake.settings import SOURCE_ROOT, Settings
 from tunelake_ops.demo import DELETED_DEMO_USER, DEMO_USERS, DemoSummary, run_demo
+from tunelake_ops.stack.ports import free_port
 from tunelake_ops.trino import query
 
 

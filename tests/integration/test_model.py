@@ -22,9 +22,10 @@ from ml.als import SearchSpace
 from ml.model import AlsParams
 from ml.train import TrainingDataError, retrain
 from spark_jobs.silver.tables import SILVER_TABLES
-from tests.support import free_port, throwaway_lake
+from tests.support import throwaway_lake
 from tunelake.settings import Settings
 from tunelake_ops.demo import running_service
+from tunelake_ops.stack.ports import free_port
 from tunelake_ops.stack.process import wait_until
 
 # Twelve genres, peaked tastes: enough plays per user for the last 20% to say something.

@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -29,10 +28,11 @@ from ingestion.registry import SchemaRegistry
 from ingestion.schemas import load_schema
 from service.app import create_app
 from service.recommender import PopularityRecommender
-from tests.support import CATALOG
+from tests.support import CATALOG, TEST_STACK_PORTS
 from tunelake.clients import kafka_consumer
 from tunelake.settings import SOURCE_ROOT
 from tunelake_ops.stack import manager, process
+from tunelake_ops.stack.ports import free_port
 from tunelake_ops.stack.services import all_services
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,7 @@ def broker(registry):
     settings = registry.model_copy(
         update={
             "state_dir": state,
-            "kafka_bootstrap_servers": "127.0.0.1:29392",
-            "kafka_controller_port": 29393,
+            **TEST_STACK_PORTS["test_service_recovery"],
             "api_keys": SecretStr(KEY),
             "api_rate_per_second": 1e6,
             "api_rate_burst": 1_000_000,
@@ -76,9 +75,7 @@ class Service:
         app = create_app(
             settings, publisher=publisher, recommender=PopularityRecommender(lambda: CATALOG)
         )
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self._server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import TEST_STACK_PORTS
 from tunelake.settings import SOURCE_ROOT, Settings
 from tunelake_ops.stack import process
 from tunelake_ops.stack.probes import postgres_ready
 
-CLONE_POSTGRES_PORT = 35432
+CLONE_POSTGRES_PORT = TEST_STACK_PORTS["test_stack_anywhere"]["postgres_port"]
 
 
 def _tunelake(clone: Path, *args: str) -> subprocess.CompletedProcess:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import TEST_STACK_PORTS
 from tunelake.settings import Settings
 from tunelake_ops.stack import manager, process
 from tunelake_ops.stack.services import all_services
@@ -35,19 +36,7 @@ def throwaway(tmp_path_factory):
     # pytest's temp root is private to its user: PostgreSQL, run as the postgres user when
     # we are root, keeps its cluster where that user can reach it.
     state = tmp_path_factory.mktemp("stack")
-    settings = Settings(
-        _env_file=None,
-        state_dir=state,
-        kafka_bootstrap_servers="127.0.0.1:29092",
-        kafka_controller_port=29093,
-        s3_endpoint_url="http://127.0.0.1:28333",
-        postgres_port=25432,
-        schema_registry_url="http://127.0.0.1:28081/apis/ccompat/v7",
-        connect_registry_url="http://127.0.0.1:28081/apis/registry/v2",
-        kafka_connect_url="http://127.0.0.1:28083",
-        airflow_port=28080,
-        trino_url="http://127.0.0.1:28090",
-    )
+    settings = Settings(_env_file=None, state_dir=state, **TEST_STACK_PORTS["test_stack_lifecycle"])
     record: dict = {"settings": settings}
     yield record
     manager.down(settings)

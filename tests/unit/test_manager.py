@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tunelake.settings import Settings
-from tunelake_ops.stack import manager
+from tunelake_ops.stack import manager, process
 from tunelake_ops.stack import services as stack_services
+from tunelake_ops.stack.ports import free_port
 from tunelake_ops.stack.process import wait_until
 from tunelake_ops.stack.services import SERVICE_TYPES, all_services
 
@@ -61,7 +62,7 @@ def test_describe_process_names_the_real_program(args, described):
         assert wait_until(
             lambda: cmdline.read_bytes().decode().split("\0")[:-1] == argv, timeout_s=10
         )
-        assert manager.describe_process(child.pid) == (
+        assert process.describe_process(child.pid) == (
             described or os.path.basename(sys.executable)
         )
     finally:
@@ -80,23 +81,18 @@ def installed(monkeypatch):
     monkeypatch.setattr(manager.install, "install_all", lambda settings: {})
 
 
-def _free_port() -> int:
+def test_a_port_held_by_someone_else_is_reported_with_its_holder(tmp_path, installed):
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_a_port_held_by_someone_else_is_reported(tmp_path, installed):
-    import socket
-
+    settings = _throwaway_settings(tmp_path, free_port())
+    # Not the S3 port itself: one of weed's internal ones, which `up` checks too.
+    held = all_services(settings)["s3"].listen_ports[-1]
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
+        squatter.bind(("127.0.0.1", held))
         squatter.listen()
-        port = squatter.getsockname()[1]
-        with pytest.raises(manager.StackError, match=rf"^s3: port {port} is taken"):
-            manager.up(_throwaway_settings(tmp_path, port), ["s3"])
+        with pytest.raises(manager.StackError, match=rf"^s3: port {held} is taken") as taken:
+            manager.up(settings, ["s3"])
+    assert f"pid {os.getpid()} ({process.describe_process(os.getpid())})" in str(taken.value)
 
 
 def test_a_service_that_dies_is_named_with_its_log_tail(tmp_path, monkeypatch, installed):
@@ -105,7 +101,7 @@ def test_a_service_that_dies_is_named_with_its_log_tail(tmp_path, monkeypatch, i
     crash = "import sys; print('fatal: bad identities file'); sys.exit(3)"
     monkeypatch.setattr(S3Service, "command", lambda self: [sys.executable, "-c", crash])
     with pytest.raises(manager.StackError, match=r"^s3: exited while starting") as failed:
-        manager.up(_throwaway_settings(tmp_path, _free_port()), ["s3"])
+        manager.up(_throwaway_settings(tmp_path, free_port()), ["s3"])
     assert "fatal: bad identities file" in failed.value.log_tail
 
 

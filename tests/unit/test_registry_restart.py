@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from ingestion.registry import SchemaRegistry
+from tunelake_ops.stack.ports import free_port
 from tunelake_ops.stack.process import wait_until
 
 FAKE_REGISTRY = textwrap.dedent(
@@ -51,9 +52,7 @@ def _start(port: int) -> subprocess.Popen:
 
 
 def test_the_same_client_works_again_after_a_registry_restart():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = _start(port)
     registry = SchemaRegistry(f"http://127.0.0.1:{port}", timeout_s=2)
     try:

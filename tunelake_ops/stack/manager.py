@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunelake.settings import Settings
-from tunelake_ops.stack import files, install, process
+from tunelake_ops.stack import files, install, ports, process
+from tunelake_ops.stack.process import describe_process
 from tunelake_ops.stack.services import Service, all_services
 
 log = logging.getLogger(__name__)
@@ -52,32 +53,26 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def describe_process(pid: int) -> str:
-    """What the pid really runs: the Java main class/jar, or the executable and verb."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    except OSError:
-        return "?"
-    argv = [a for a in argv if a]
-    exe = Path(argv[0]).name if argv else "?"
-    if exe == "java":
-        main = next(
-            (
-                a
-                for i, a in enumerate(argv[1:], 1)
-                if not a.startswith("-") and argv[i - 1] not in ("-cp", "-classpath")
-            ),
-            "?",
-        )
-        return f"java {Path(main).name}"
-    if exe.startswith("python") and len(argv) > 1:  # name the script or module instead
-        if argv[1] == "-m" and len(argv) > 2:
-            argv = argv[2:]
-        elif not argv[1].startswith("-"):
-            argv = argv[1:]
-        exe = Path(argv[0]).name
-    verb = argv[1:2] if len(argv) > 1 and not argv[1].startswith("-") else []
-    return " ".join([exe, *verb])
+def require_free_ports(svc: Service) -> None:
+    """Fail before starting when a port the service needs is held, naming the holder."""
+    for port in svc.listen_ports:
+        holders = ports.listening_pids(port)
+        if holders or _port_open(port):
+            named = ", ".join(f"pid {pid} ({describe_process(pid)})" for pid in sorted(holders))
+            raise StackError(
+                svc.name,
+                f"port {port} is taken by a process tunelake did not start: "
+                f"{named or 'a process this user cannot see'}",
+            )
+        if ports.in_ephemeral_range(port):
+            log.warning(
+                "%s listens on port %d, inside the kernel's ephemeral range %d-%d: any "
+                "outgoing connection may hold it, and then the start fails at random",
+                svc.name,
+                port,
+                ports.ephemeral_range().start,
+                ports.ephemeral_range().stop - 1,
+            )
 
 
 def _ordered(services: dict[str, Service], names: Iterable[str] | None) -> list[Service]:
@@ -115,10 +110,7 @@ def require_reachable(svc: Service) -> None:
 def _start_one(svc: Service, progress: Progress) -> ServiceOutcome:
     began = time.monotonic()
     if process.running_process(svc.pid_file) is None:
-        if svc.port is not None and _port_open(svc.port):
-            raise StackError(
-                svc.name, f"port {svc.port} is taken by a process tunelake did not start"
-            )
+        require_free_ports(svc)
         require_reachable(svc)
         progress(svc.name, "preparing")
         svc.prepare()

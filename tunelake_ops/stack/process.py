@@ -154,3 +154,31 @@ def tail(path: Path, lines: int = 40) -> str:
             return "\n".join(fh.read().decode(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return f"(no log at {path})"
+
+
+def describe_process(pid: int) -> str:
+    """What the pid really runs: the Java main class/jar, or the executable and verb."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return "?"
+    argv = [a for a in argv if a]
+    exe = Path(argv[0]).name if argv else "?"
+    if exe == "java":
+        main = next(
+            (
+                a
+                for i, a in enumerate(argv[1:], 1)
+                if not a.startswith("-") and argv[i - 1] not in ("-cp", "-classpath")
+            ),
+            "?",
+        )
+        return f"java {Path(main).name}"
+    if exe.startswith("python") and len(argv) > 1:  # name the script or module instead
+        if argv[1] == "-m" and len(argv) > 2:
+            argv = argv[2:]
+        elif not argv[1].startswith("-"):
+            argv = argv[1:]
+        exe = Path(argv[0]).name
+    verb = argv[1:2] if len(argv) > 1 and not argv[1].startswith("-") else []
+    return " ".join([exe, *verb])

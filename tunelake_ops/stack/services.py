@@ -88,6 +88,11 @@ class Service:
         raise NotImplementedError
 
     @property
+    def listen_ports(self) -> tuple[int, ...]:
+        """Every TCP port the server listens on: its own and any internal ones."""
+        return () if self.port is None else (self.port,)
+
+    @property
     def run_as(self) -> str | None:
         """The system user the server runs as, when that is not the current user."""
         return None
@@ -148,6 +153,10 @@ class KafkaService(Service):
     @property
     def port(self) -> int:
         return _host_port(self.settings.kafka_bootstrap_servers.split(",")[0])[1]
+
+    @property
+    def listen_ports(self) -> tuple[int, ...]:
+        return (self.port, self.settings.kafka_controller_port)
 
     @property
     def properties_file(self) -> Path:
@@ -226,6 +235,8 @@ class KafkaService(Service):
 
 
 S3_VOLUMES = 200
+# weed mini's servers, in the order their ports follow the S3 port.
+WEED_COMPONENTS = ("s3", "master", "volume", "filer", "admin")
 
 
 @dataclass
@@ -237,6 +248,19 @@ class S3Service(Service):
     @property
     def port(self) -> int:
         return _url_port(self.settings.s3_endpoint_url)
+
+    @property
+    def listen_ports(self) -> tuple[int, ...]:
+        # weed mini runs S3, a master, a volume server, a filer and an admin server, each
+        # with an HTTP and a gRPC port. Unset, a gRPC port is its HTTP port + 10000, which
+        # for a test's stack (S3 on 28333) lands inside the kernel's ephemeral range.
+        return tuple(range(self.port, self.port + 2 * len(WEED_COMPONENTS)))
+
+    def _weed_ports(self) -> list[str]:
+        http = {name: self.port + i for i, name in enumerate(WEED_COMPONENTS)}
+        grpc = {name: port + len(WEED_COMPONENTS) for name, port in http.items()}
+        flags = [f"-{name}.port={port}" for name, port in http.items()]
+        return flags + [f"-{name}.port.grpc={port}" for name, port in grpc.items()]
 
     @property
     def identities_file(self) -> Path:
@@ -269,14 +293,12 @@ class S3Service(Service):
             f"-dir={self.data_dir}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
-            f"-s3.port={self.port}",
             f"-s3.config={self.identities_file}",
-            # weed mini also runs a master, a volume server and a filer; deriving their
-            # ports from the S3 port lets two stacks (say, a test's) run side by side.
-            f"-master.port={self.port + 1}",
-            f"-volume.port={self.port + 2}",
-            f"-filer.port={self.port + 3}",
-            f"-admin.port={self.port + 4}",
+            # Every port derives from the S3 port, so two stacks (say, a test's) run side by
+            # side.
+            *self._weed_ports(),
+            # Its master reports cluster statistics to seaweedfs.com unless told not to.
+            "-master.telemetry=false",
             # Every bucket takes volumes of its own, and weed mini allows free disk / 1 GiB of
             # them: on a nearly full disk a new bucket got S3 500s ("no free volumes left").
             # Volumes grow as written, so a fixed count costs no space.
@@ -465,6 +487,10 @@ class RegistryService(Service):
     @property
     def port(self) -> int:
         return _url_port(self.settings.schema_registry_url)
+
+    @property
+    def listen_ports(self) -> tuple[int, ...]:
+        return (self.port, self.port + 1)  # the management interface, see process_env
 
     def process_env(self) -> dict[str, str]:
         s = self.settings
@@ -749,6 +775,11 @@ class AirflowScheduler(AirflowService):
     name: str = "airflow-scheduler"
     component: str = "scheduler"
     depends_on: tuple[str, ...] = ("airflow-api-server",)
+
+    def command(self) -> list[str]:
+        # Its log server would listen on 0.0.0.0:8793, one fixed port for every stack on
+        # the machine; the API server reads task logs from the shared log folder instead.
+        return [*super().command(), "--skip-serve-logs"]
 
 
 @dataclass
