@@ -12,7 +12,7 @@ TUNELAKE   := $(VENV)/bin/tunelake
 PYTEST     := $(VENV)/bin/pytest
 RUFF       := $(VENV)/bin/ruff
 
-.PHONY: help install up down status demo test test-unit test-integration lint format bench-ingest bench-silver bench-ml bench-sql
+.PHONY: help install up down status demo test test-tools test-unit test-integration lint format bench-ingest bench-silver bench-ml bench-sql
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,15 +44,20 @@ lint: install  ## ruff lint and format check
 	$(RUFF) check .
 	$(RUFF) format --check .
 
-test: up lint  ## install, start what tests need, run every test (unit + integration)
+# What tests run besides the stack is installed before pytest starts, so the suite's time
+# is its tests': Chromium for the Airflow UI test, and the pinned tools of tests/deploy
+# (helm and actionlint are built with Go, minutes on a fresh machine).
+test-tools: install  ## Chromium and the offline deploy-check tools the tests use
 	$(TUNELAKE) install --browser
+	PYTHON=$(VENV)/bin/python scripts/install-deploy-tools.sh
+
+test: up lint test-tools  ## install, start what tests need, run every test (unit + integration)
 	$(PYTEST)
 
 test-unit: install  ## unit tests only (no services)
 	$(PYTEST) -m unit
 
-test-integration: up  ## integration tests against the live stack
-	$(TUNELAKE) install --browser
+test-integration: up test-tools  ## integration tests against the live stack
 	$(PYTEST) -m integration
 
 format: install  ## apply ruff's fixes and formatting

@@ -61,6 +61,13 @@ def ndcg_at_k(recommended: Recommendations, relevant: Relevant, k: int = DEFAULT
     return _per_user(recommended, relevant, lambda recs, rel: _ndcg(recs, rel, k))
 
 
+def ndcg_by_user(
+    recommended: Recommendations, relevant: Relevant, k: int = DEFAULT_K
+) -> dict[str, float]:
+    """``ndcg_at_k`` before the average: each user with relevant tracks -> their NDCG."""
+    return {u: _ndcg(list(recommended.get(u, ())), rel, k) for u, rel in relevant.items() if rel}
+
+
 def hit_rate_at_k(recommended: Recommendations, relevant: Relevant, k: int = DEFAULT_K) -> float:
     """Share of users with at least one relevant track in their top ``k``."""
     return _per_user(recommended, relevant, lambda recs, rel: float(bool(set(recs[:k]) & rel)))

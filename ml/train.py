@@ -8,10 +8,11 @@
 3. searches the hyper-parameters on a time-cut validation split of the remaining plays,
    within ``TUNELAKE_MODEL_SEARCH_SECONDS``;
 4. trains the candidate with the chosen parameters on the holdout's training side and
-   measures it and most-popular (same training window) on the held-out plays, and the
-   current model (its item factors, every user folded in from the same training side)
-   against it on the held-out plays after the current model's training data ends: a
-   model is never judged on plays it was trained on;
+   judges it against most-popular (ranked over the recent window, as served) and the
+   current model: on the held-out plays after the current model's training data ends
+   (users folded in), or, when too few users have such plays (a backfill of old history),
+   against the current model's configuration refit on the same training split; the gate
+   (``ml.gate``) promotes only on a gain whose bootstrap interval lies above zero;
 5. trains the model it stores on every interaction, with the same parameters;
 6. saves it with its metrics and the gate's decision, and promotes it if the gate passed.
 """
@@ -118,57 +119,96 @@ def current_baseline(settings: Settings) -> Baseline | None:
     )
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics@10 by model, and the per-user comparisons the gate decides on."""
+
+    metrics: dict[str, dict[str, float]]
+    comparisons: list[gate.Comparison]
+
+
+def recent_play_counts(listens: DataFrame, window_days: int) -> list[tuple[str, float]]:
+    """(track, plays) over the last ``window_days`` days of ``listens`` that hold plays:
+    the window serving ranks most-popular by (``service.sources.silver_popularity``)."""
+    latest = listens.agg(F.max("played_at")).first()[0]
+    if latest is None:
+        return []
+    since = F.lit(latest) - F.expr(f"INTERVAL {window_days} DAYS")
+    return _play_counts(listens.where(F.col("played_at") > since))
+
+
 def evaluate_holdout(
-    candidate: AlsModel, holdout: training_set.Split, current: Baseline | None = None
-) -> dict[str, dict[str, float]]:
-    """Metrics@10 on the holdout, every list leaving out the user's training tracks:
-    ``candidate`` and ``most_popular`` on all held-out plays; with a current model,
-    ``current`` and ``candidate_vs_current`` on the held-out plays after the current
-    model's training data ends (it has seen the earlier ones), when there are any."""
+    candidate: AlsModel,
+    holdout: training_set.Split,
+    settings: Settings,
+    current: Baseline | None = None,
+) -> Evaluation:
+    """The candidate, most-popular and (with one) the current model on the holdout, every
+    list leaving out the user's training tracks.
+
+    The current model is judged on plays it has not seen: the held-out plays after its
+    training data ends, its users folded in from the candidate's training side. When too
+    few users have such plays (history that predates it, a backfill), its configuration
+    is refit on the candidate's training split instead and both are judged on the same
+    held-out plays: configuration against configuration. The comparison says which."""
     relevant = als.relevant_sets(holdout.relevant)
     preferences = _preferences(holdout.training)
     catalog = len({t for tracks in preferences.values() for t in tracks})
     seen = {user: set(tracks) for user, tracks in preferences.items()}
     candidate_lists = als.known_user_lists(candidate, relevant)
-    popular = evaluation.popularity_ranking(_play_counts(holdout.listens))
+    window = settings.popular_window_days
+    popular = evaluation.popularity_ranking(recent_play_counts(holdout.listens, window))
+    popular_lists = evaluation.most_popular(popular, relevant, seen)
     metrics = {
         "candidate": evaluation.ranking_metrics(candidate_lists, relevant, catalog),
-        "most_popular": evaluation.ranking_metrics(
-            evaluation.most_popular(popular, relevant, seen), relevant, catalog
-        ),
+        "most_popular": evaluation.ranking_metrics(popular_lists, relevant, catalog),
     }
+    comparisons = [
+        gate.Comparison(
+            "most_popular",
+            f"most-popular of the last {window} days of training plays, as served",
+            evaluation.ndcg_by_user(candidate_lists, relevant),
+            evaluation.ndcg_by_user(popular_lists, relevant),
+        )
+    ]
     if current is None:
-        return metrics
+        return Evaluation(metrics, comparisons)
     unseen = (
         als.relevant_sets(holdout.relevant_after(current.trained_through))
         if current.trained_through
         else relevant
     )
-    if unseen:
+    if len(unseen) >= settings.model_gate_min_users:
         current_lists = als.folded_in_lists(
             current.model, {u: preferences.get(u, {}) for u in unseen}
         )
-        metrics["current"] = evaluation.ranking_metrics(current_lists, unseen, catalog)
-        metrics["candidate_vs_current"] = evaluation.ranking_metrics(
-            candidate_lists, unseen, catalog
+        how = (
+            f"model {current.version}, users folded in, on the held-out plays after its "
+            f"training data ends ({current.trained_through.isoformat()})"
         )
-    return metrics
-
-
-def gate_decision(
-    metrics: dict[str, dict[str, float]], current: Baseline | None, margin: float
-) -> gate.GateDecision:
-    if current is not None and "current" not in metrics:
-        return gate.GateDecision(
-            False,
-            f"no held-out plays after {current.trained_through.isoformat()}, where the "
-            f"training data of the current model {current.version} ends: nothing shows the "
-            "candidate is better",
+        judged_on = unseen
+    else:
+        refit = als.train(holdout.training, current.model.params)
+        current_lists = als.known_user_lists(refit, relevant)
+        how = (
+            f"model {current.version}'s configuration ({current.model.params}) refit on the "
+            f"candidate's training split: {len(unseen)} users have held-out plays after its "
+            "training data ends, too few to judge it on"
         )
-    comparisons = {"most_popular": (metrics["candidate"], metrics["most_popular"])}
-    if current is not None:
-        comparisons["current"] = (metrics["candidate_vs_current"], metrics["current"])
-    return gate.decide(comparisons, margin)
+        judged_on = relevant
+    metrics["current"] = evaluation.ranking_metrics(current_lists, judged_on, catalog)
+    metrics["candidate_vs_current"] = evaluation.ranking_metrics(
+        candidate_lists, judged_on, catalog
+    )
+    comparisons.append(
+        gate.Comparison(
+            "current",
+            how,
+            evaluation.ndcg_by_user(candidate_lists, judged_on),
+            evaluation.ndcg_by_user(current_lists, judged_on),
+        )
+    )
+    return Evaluation(metrics, comparisons)
 
 
 def retrain(
@@ -202,8 +242,11 @@ def retrain(
         params, trials = als.search(validation, space, settings.model_search_seconds)
     candidate = als.train(holdout.training, params)
     current = current_baseline(settings)
-    metrics = evaluate_holdout(candidate, holdout, current)
-    decision = gate_decision(metrics, current, settings.model_promotion_margin)
+    judged = evaluate_holdout(candidate, holdout, settings, current)
+    metrics = judged.metrics
+    decision = gate.decide(
+        judged.comparisons, settings.model_gate_min_users, settings.model_gate_confidence
+    )
     log.info("evaluated (%.1f s): %s", time.monotonic() - started, decision.reason)
     # Epoch seconds, not a Python datetime: those come back in the driver's local zone.
     last_play = listens.agg(F.max(F.col("played_at").cast("double"))).first()[0]

@@ -188,11 +188,13 @@ class Settings(BaseSettings):
     spark_deploy: SparkDeploy = SparkDeploy.SUBMIT
     spark_application_template: str = ""
 
-    # Recommendation model (ALS): the hyper-parameter search's time budget, and how much
-    # better (relative NDCG@10) a candidate must be than most-popular and the current
-    # model to be promoted.
+    # Recommendation model (ALS): the hyper-parameter search's time budget; the gate
+    # promotes a candidate only when a paired bootstrap over at least
+    # model_gate_min_users users puts its NDCG@10 gain over each baseline above zero
+    # at model_gate_confidence (ml/gate.py).
     model_search_seconds: float = 600.0
-    model_promotion_margin: float = 0.02
+    model_gate_min_users: int = Field(default=30, ge=1)
+    model_gate_confidence: float = Field(default=0.95, gt=0, lt=1)
     # The service: how often it looks for a newly promoted (or rolled-back) model, and the
     # most-popular fallback's window (the last N days of Silver track_daily_stats).
     model_refresh_seconds: float = 15.0

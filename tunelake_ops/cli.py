@@ -14,6 +14,7 @@ from rich.table import Table
 from tunelake.logs import configure_logging
 from tunelake.settings import get_settings
 from tunelake_ops.cdc_cli import cdc
+from tunelake_ops.import_cli import importer
 from tunelake_ops.jobs import FromDate, ToDate, date_range, fail, jobs
 from tunelake_ops.model_cli import model
 from tunelake_ops.users_cli import users
@@ -26,6 +27,7 @@ app.add_typer(jobs)
 app.add_typer(model, name="model")
 app.add_typer(users, name="users")
 app.add_typer(cdc, name="cdc")
+app.add_typer(importer, name="import")
 console = Console(stderr=True)
 
 

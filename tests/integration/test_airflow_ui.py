@@ -1,9 +1,12 @@
-"""A person's path through the Airflow UI: log in, trigger silver_daily, see it succeed,
-and find the day's listens in Silver.
+"""A person's path through the Airflow UI: log in, trigger a DAG, see it succeed, and find
+its data in the lake.
 
-The run is the real thing: the scheduler's executor runs its four spark-submit tasks with
-the stack's default settings, so the test's listens go to the default topics under users
-of its own.
+The DAG is ``bronze_catchup``, the smallest that still runs the real thing: the scheduler's
+executor runs its spark-submit task (the Bronze job, every topic up to date) and its Trino
+registration with the stack's default settings, so the test's listens go to the default
+topics under users of its own. (silver_daily's four Spark tasks run the same registered
+jobs as the in-process pipeline and the wheel test; tests/unit/test_dags.py checks its
+wiring and dates.)
 
 The trigger dialog unpauses the DAG, and an unpaused ``catchup=False`` DAG gets a run for
 its latest schedule tick at once; with ``max_active_runs=1`` that run would go first and
@@ -25,9 +28,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from ingestion.producer import EventProducer
-from ingestion.streams import Stream
-from spark_jobs.bronze.ingest import run as bronze
-from spark_jobs.silver.tables import SILVER_TABLES
+from ingestion.streams import STREAMS, Stream
 from tunelake_ops.airflow_env import airflow_home
 from tunelake_ops.stack.install import chromium
 from tunelake_ops.stack.process import wait_until
@@ -43,7 +44,8 @@ CHROMIUM_FLAGS = [
 RUN_TIMEOUT_S = 900
 
 
-DAG_API = "/api/v2/dags/silver_daily"
+DAG_ID = "bronze_catchup"
+DAG_API = f"/api/v2/dags/{DAG_ID}"
 TICK_RUN_PREFIX = "ui_test_tick__"
 
 
@@ -96,7 +98,7 @@ def _take_the_due_tick(api: httpx.Client) -> None:
 
 def _run_rows(page: Page, settings) -> dict[str, str]:
     """Run id -> the row's text, as the Runs tab shows them."""
-    page.goto(f"{_ui(settings)}/dags/silver_daily/runs")
+    page.goto(f"{_ui(settings)}/dags/{DAG_ID}/runs")
     page.get_by_role("row").nth(1).wait_for(timeout=30_000)
     page.wait_for_load_state("networkidle")
     # One read of the whole table: it re-renders as runs progress.
@@ -157,10 +159,9 @@ def users() -> list[str]:
 
 
 @pytest.fixture
-def airflow_api(spark, settings, kafka, s3, registry, users) -> Iterator[httpx.Client]:
-    # The day's Bronze, which the triggered run turns into Silver.
+def airflow_api(settings, kafka, s3, registry, users) -> Iterator[httpx.Client]:
+    # What the triggered run lands in Bronze.
     _publish_listens(settings, users, per_user=10)
-    bronze(spark, settings, list(Stream), once=True)
     with _api(settings) as api:
         _take_the_due_tick(api)
         try:
@@ -171,7 +172,7 @@ def airflow_api(spark, settings, kafka, s3, registry, users) -> Iterator[httpx.C
 
 # The run's wait is bounded by RUN_TIMEOUT_S; pytest's bound covers the setup around it.
 @pytest.mark.timeout(1200)
-def test_log_in_trigger_silver_daily_and_see_it_succeed(
+def test_log_in_trigger_bronze_catchup_and_see_it_succeed(
     airflow_api, spark, settings, users, tmp_path
 ):
     with sync_playwright() as playwright:
@@ -185,9 +186,9 @@ def test_log_in_trigger_silver_daily_and_see_it_succeed(
             page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
             before = set(_run_rows(page, settings))
 
-            page.goto(f"{_ui(settings)}/dags/silver_daily")
+            page.goto(f"{_ui(settings)}/dags/{DAG_ID}")
             page.get_by_role("button", name="Trigger").first.click()
-            page.get_by_text("Unpause silver_daily on trigger").wait_for()
+            page.get_by_text(f"Unpause {DAG_ID} on trigger").wait_for()
             page.get_by_role("button", name="Trigger").last.click()
             mine = _new_run(page, settings, before)
 
@@ -201,18 +202,18 @@ def test_log_in_trigger_silver_daily_and_see_it_succeed(
                     airflow_api.get(run).raise_for_status().json()["state"] in ("success", "failed")
                 ),
                 timeout_s=RUN_TIMEOUT_S,
-            ), f"silver_daily run {mine} not finished within {RUN_TIMEOUT_S}s"
+            ), f"{DAG_ID} run {mine} not finished within {RUN_TIMEOUT_S}s"
             rows = _run_rows(page, settings)
-            page.screenshot(path=str(tmp_path / "silver_daily_runs.png"))
-            assert "Success" in rows[mine], f"silver_daily run {mine}: {rows[mine]}"
+            page.screenshot(path=str(tmp_path / f"{DAG_ID}_runs.png"))
+            assert "Success" in rows[mine], f"{DAG_ID} run {mine}: {rows[mine]}"
         finally:
             browser.close()
-    stats = spark.read.format("delta").load(SILVER_TABLES["user_daily_stats"].path(settings))
-    mine_only = stats.where(stats.user_id.isin(users)).collect()
-    assert sorted((r.user_id, r.plays) for r in mine_only) == [(u, 10) for u in sorted(users)]
-    listens = spark.read.format("delta").load(SILVER_TABLES["listens"].path(settings))
-    assert listens.where(listens.user_id.isin(users)).count() == 30
-    # The jobs' own log lines reach the task log through spark-submit.
-    task_logs = airflow_home(settings) / "logs" / "dag_id=silver_daily" / f"run_id={mine}"
-    publish_log = "".join(p.read_text() for p in task_logs.glob("task_id=publish/attempt=*.log"))
-    assert "INFO spark_jobs.silver.build: published silver run" in publish_log
+    listens = spark.read.format("delta").load(
+        settings.bronze_path(STREAMS[Stream.LISTENS].topic(settings))
+    )
+    mine_only = listens.where(listens.user_id.isin(users)).groupBy("user_id").count().collect()
+    assert sorted((r.user_id, r["count"]) for r in mine_only) == [(u, 10) for u in sorted(users)]
+    # The job's own log lines reach the task log through spark-submit.
+    task_logs = airflow_home(settings) / "logs" / f"dag_id={DAG_ID}" / f"run_id={mine}"
+    bronze_log = "".join(p.read_text() for p in task_logs.glob("task_id=bronze_once/attempt=*.log"))
+    assert "INFO spark_jobs.bronze.ingest: bronze " in bronze_log
