@@ -72,7 +72,7 @@ def paired_bootstrap(
         raise ValueError("candidate and baseline must score the same users")
     n = len(candidate)
     if n == 0:
-        return Interval(0, 0.0, 0.0, 0.0, float("-inf"), float("inf"))
+        return Interval(0, 0.0, 0.0, 0.0, 0.0, 0.0)  # refused: no user to judge on
     gains = candidate - baseline
     draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     means = gains[draws].mean(axis=1)

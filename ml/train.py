@@ -48,6 +48,7 @@ class RetrainResult:
     version: str
     promoted: bool
     reason: str
+    decision: gate.GateDecision
     params: AlsParams
     metrics: dict[str, dict[str, float]]  # candidate, most_popular and (if any) current
     silver_versions: dict[str, int]
@@ -282,6 +283,7 @@ def retrain(
         version=version,
         promoted=decision.promote,
         reason=decision.reason,
+        decision=decision,
         params=params,
         metrics=metrics,
         silver_versions=silver_versions,

@@ -269,13 +269,13 @@ def write_profiles(settings: Settings) -> str:
     )
 
 
-def pipeline(settings: Settings, summary: DemoSummary) -> str:
+def pipeline(settings: Settings, summary: DemoSummary, progress: Progress) -> str:
     from ingestion.streams import STREAMS
     from spark_jobs.common.session import build_spark
     from tunelake_ops.pipeline import run_pipeline
 
     today = datetime.now(UTC).date()
-    summary.pipeline = run_pipeline(settings, today, today)
+    summary.pipeline = run_pipeline(settings, today, today, progress)
     spark = build_spark(settings, "tunelake-demo")
     for spec in STREAMS.values():
         topic = spec.topic(settings)
@@ -349,6 +349,6 @@ def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> Demo
     with running_service(settings) as url:
         step("traffic via the API", lambda: post_traffic(settings, url))
         step("user profiles via CDC", lambda: write_profiles(settings))
-        step("bronze, checks, silver, model", lambda: pipeline(settings, summary))
+        step("bronze, checks, silver, model", lambda: pipeline(settings, summary, progress))
         step("serve the model", lambda: serve_model(settings, url, summary))
     return summary

@@ -19,6 +19,7 @@ one row per id.) The API stays for live traffic, with its rate limits.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -97,11 +98,9 @@ def read_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[list[dict
         )
         batches: Iterator[pa.RecordBatch] = iter(reader)
     elif kind == "json":
-        from pyarrow import json
-
-        table = json.read_json(path)
-        _check_columns(path, table.schema.names)
-        batches = iter(table.to_batches(batch_rows))
+        # Parsed as the API parses a body (pyarrow would turn ISO times into naive ones).
+        yield from _json_lines(path, batch_rows)
+        return
     else:
         from pyarrow import parquet
 
@@ -110,7 +109,40 @@ def read_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[list[dict
         batches = parquet_file.iter_batches(batch_rows)
     for batch in batches:
         wanted = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in batch.schema.names]
-        yield batch.select(wanted).to_pylist()
+        rows = batch.select(wanted).to_pylist()
+        played_at = batch.schema.field("played_at").type
+        if pa.types.is_timestamp(played_at) and played_at.tz is not None:
+            # pyarrow hands back the instants as naive datetimes in UTC: say so, or the
+            # API's rule refuses them as times without an offset (as it does naive columns).
+            for row in rows:
+                if row["played_at"] is not None and row["played_at"].tzinfo is None:
+                    row["played_at"] = row["played_at"].replace(tzinfo=UTC)
+        yield rows
+
+
+def _json_lines(path: Path, batch_rows: int) -> Iterator[list[dict]]:
+    wanted = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+    batch: list[dict] = []
+    checked = False
+    with path.open() as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ImportFileError(f"{path.name}, line {number}: not JSON ({exc})") from None
+            if not isinstance(row, dict):
+                raise ImportFileError(f"{path.name}, line {number}: not a JSON object")
+            if not checked:
+                _check_columns(path, list(row))
+                checked = True
+            batch.append({c: row.get(c) for c in wanted})
+            if len(batch) == batch_rows:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
 
 
 def _check_columns(path: Path, names: list[str]) -> None:

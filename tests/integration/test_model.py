@@ -136,11 +136,14 @@ def test_gate_refuses_a_worse_model_and_keeps_it_with_the_reason(spark, lake):
     assert not worse.promoted
     assert worse.silver_versions == {"user_track_interactions": 1, "listens": 1}
     assert worse.metrics["candidate_vs_current"]["ndcg@10"] < worse.metrics["current"]["ndcg@10"]
-    failed = worse.reason.split(" by the ")[0]  # "ndcg@10 does not beat <baselines>"
-    assert failed.startswith("ndcg@10 does not beat") and failed.endswith("current")
+    failed = worse.reason.split(":")[0]  # "not shown better than <baselines>"
+    assert failed.startswith("not shown better than") and failed.endswith("current")
+    # Judged on the new plays, the current model folded in: the decision says so.
+    interval = worse.decision.intervals["current"]
+    assert "after its training data ends" in interval["how"] and interval["gain_low"] <= 0
     assert registry.current(lake) == promoted
     kept = registry.show(lake, worse.version)
-    assert kept["gate"] == {"promote": False, "reason": worse.reason}
+    assert kept["gate"] == worse.decision.to_dict()
     assert kept["params"] == WORSE.to_dict()
     listed = {v["version"]: v for v in registry.list_versions(lake)}
     assert listed[worse.version]["current"] is False

@@ -42,6 +42,7 @@ GROUP_MODULES = {
         # The CLI's command groups (imported with it).
         "tunelake_ops.users_cli",
         "tunelake_ops.cdc_cli",
+        "tunelake_ops.import_cli",
     ),
     "spark": (
         "tunelake",
@@ -62,6 +63,11 @@ GROUP_MODULES = {
         "tunelake_ops.users_cli",
         # compose's cdc-init runs `tunelake cdc apply` on the Spark image.
         "tunelake_ops.cdc_cli",
+        # `tunelake import listens` reads files with pyarrow: the Spark image has it.
+        "tunelake_ops.import_cli",
+        "tunelake_ops.history_import",
+        "service.models",
+        "service.events",
         "tunelake_ops.pipeline",
         "tunelake_ops.trino",
     ),
@@ -83,7 +89,11 @@ LOCAL_ONLY = (
 )
 COMMANDS = {
     "service": [["tunelake", "serve", "--help"]],
-    "spark": [["spark-submit", "--version"], ["tunelake", "silver", "--help"]],
+    "spark": [
+        ["spark-submit", "--version"],
+        ["tunelake", "silver", "--help"],
+        ["tunelake", "import", "listens", "--help"],
+    ],
     "airflow": [["airflow", "version"]],
 }
 
