@@ -164,10 +164,13 @@ def relevant_sets(relevant: DataFrame) -> dict[str, set[str]]:
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """The grid: regularisation up to 3.0 (make bench-ml found NDCG@10 still rising at 10x
+    the old top of 0.1), and iterations beside rank and alpha."""
+
     ranks: tuple[int, ...] = (16, 48)
-    reg_params: tuple[float, ...] = (0.01, 0.1)
+    reg_params: tuple[float, ...] = (0.01, 0.1, 1.0, 3.0)
     alphas: tuple[float, ...] = (1.0, 10.0, 40.0)
-    max_iters: tuple[int, ...] = (10,)
+    max_iters: tuple[int, ...] = (10, 20)
 
     def grid(self, seed: int = SEED) -> list[AlsParams]:
         """Every combination, in a fixed shuffled order: a budget that stops the search

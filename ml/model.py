@@ -165,19 +165,47 @@ class AlsModel:
             self.item_factors, items, values, self.params.alpha, self.params.reg_param, self.yty
         )
 
+    def refit(
+        self, items: np.ndarray, values: np.ndarray, recent: Mapping[str, float]
+    ) -> np.ndarray:
+        """A known user's vector from their training preferences (``items``, ``values``:
+        their ``seen`` row) plus ``recent`` (track -> raw preference, added to a training
+        track's own)."""
+        merged = dict(zip(items.tolist(), values.tolist(), strict=True))
+        for track, value in recent.items():
+            index = self.item_index.get(track)
+            if index is not None:
+                merged[index] = merged.get(index, 0.0) + value
+        return scoring.fold_in(
+            self.item_factors,
+            np.fromiter(merged, dtype=np.int64, count=len(merged)),
+            np.fromiter(merged.values(), dtype=np.float64, count=len(merged)),
+            self.params.alpha,
+            self.params.reg_param,
+            self.yty,
+        )
+
     def recommend(
         self, user_id: str, k: int, recent: Mapping[str, float] | None = None
     ) -> list[tuple[str, float]]:
         """Top ``k`` (track, score) for ``user_id``, leaving out the tracks they played in
         training and in ``recent`` (track -> raw preference, e.g. listens accepted since).
-        A user the model does not know is folded in from ``recent``; with no ``recent``
-        either, the list is empty (the caller falls back to most-popular)."""
+        A known user with ``recent`` is refit from both (``refit``); a user the model does
+        not know is folded in from ``recent``; with no ``recent`` either, the list is empty
+        (the caller falls back to most-popular)."""
         recent = dict(recent or {})
         recent_items = [self.item_index[t] for t in recent if t in self.item_index]
         if user_id in self.user_index:
             u = self.user_index[user_id]
-            vector = self.user_factors[u]
-            exclude = np.concatenate((self.seen.row(u)[0], recent_items)).astype(np.int64)
+            trained_items, trained_values = self.seen.row(u)
+            # Listens since the model move the user's vector now, not at the next training:
+            # the same solve as fold-in, over their training preferences plus the new ones.
+            vector = (
+                self.refit(trained_items, trained_values, recent)
+                if recent_items
+                else self.user_factors[u]
+            )
+            exclude = np.concatenate((trained_items, recent_items)).astype(np.int64)
         elif recent_items:
             vector = self.fold_in(recent)
             exclude = np.asarray(recent_items, dtype=np.int64)

@@ -15,7 +15,8 @@ Layout::
     als/current                      {"version", "promoted_at", "previous": [...]}
 
 Versions are written once and never changed; ``current`` is the only object promotion and
-rollback change. ``previous`` lists the versions promoted before, most recent first, so a
+rollback change, each with a conditional write (the ETag it read), so two at once cannot
+lose one. ``previous`` lists the versions promoted before, most recent first, so a
 rollback restores the one before.
 """
 
@@ -53,6 +54,10 @@ class UnknownVersionError(RegistryError):
 
 class NothingToRollBackError(RegistryError):
     """No version was promoted before the current one."""
+
+
+class ConcurrentPromotionError(RegistryError):
+    """The current pointer moved under a promotion or rollback: nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -229,11 +234,19 @@ def list_versions(settings: Settings) -> list[dict]:
     return summaries
 
 
+def _pointer_and_tag(settings: Settings) -> tuple[Pointer | None, str | None]:
+    """The pointer and its object's ETag, which a conditional write must still match."""
+    s3 = s3_client(settings)
+    try:
+        answer = s3.get_object(Bucket=settings.models_bucket, Key=POINTER)
+    except (s3.exceptions.NoSuchKey, s3.exceptions.NoSuchBucket):
+        return None, None
+    value = json.loads(answer["Body"].read())
+    return Pointer(value["version"], value["promoted_at"], tuple(value["previous"])), answer["ETag"]
+
+
 def pointer(settings: Settings) -> Pointer | None:
-    value = _get_json(settings, POINTER)
-    if value is None:
-        return None
-    return Pointer(value["version"], value["promoted_at"], tuple(value["previous"]))
+    return _pointer_and_tag(settings)[0]
 
 
 def current(settings: Settings) -> str | None:
@@ -242,29 +255,64 @@ def current(settings: Settings) -> str | None:
     return live.version if live else None
 
 
-def promote(settings: Settings, version: str) -> Pointer:
+# ``promote``'s default: move the pointer from whatever it names now.
+ANY = object()
+
+
+def _swap_pointer(settings: Settings, tag: str | None, moved: Pointer, was: str | None) -> None:
+    """Write the pointer only if nobody wrote it since it was read (``tag``: its ETag, or
+    None when there was none): S3's If-Match / If-None-Match, so of two promotions at once
+    one wins and the other fails here, instead of silently undoing the first."""
+    s3 = s3_client(settings)
+    condition = {"IfMatch": tag} if tag else {"IfNoneMatch": "*"}
+    try:
+        s3.put_object(
+            Bucket=settings.models_bucket,
+            Key=POINTER,
+            Body=json.dumps(moved.to_dict(), indent=1, sort_keys=True).encode(),
+            **condition,
+        )
+    except s3.exceptions.ClientError as e:
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status not in (409, 412):
+            raise
+        raise ConcurrentPromotionError(
+            f"the current model changed while moving it from {was} to {moved.version} "
+            f"(now {current(settings)}): nothing was changed; check `tunelake model list` and "
+            "try again"
+        ) from e
+
+
+def promote(settings: Settings, version: str, *, expected: object = ANY) -> Pointer:
     """Make ``version`` the current model (also a refused one: an operator's decision);
-    the version it replaces goes on top of ``previous``."""
+    the version it replaces goes on top of ``previous``. ``expected``: the version that
+    must be current now (None: none) - the one the gate judged the candidate against."""
     _require(settings, version, "model.json")
-    live = pointer(settings)
+    live, tag = _pointer_and_tag(settings)
+    was = live.version if live else None
+    if expected is not ANY and expected != was:
+        raise ConcurrentPromotionError(
+            f"model {version} was judged against {expected}, but the current model is now "
+            f"{was}: not promoted; retrain, or promote it by hand"
+        )
     if live and live.version == version:
         return live
     history = (live.version, *live.previous) if live else ()
     moved = Pointer(version, datetime.now(UTC).isoformat(), history)
-    _put_json(settings, POINTER, moved.to_dict())
-    log.info("promoted model %s (was %s)", version, live.version if live else None)
+    _swap_pointer(settings, tag, moved, was)
+    log.info("promoted model %s (was %s)", version, was)
     return moved
 
 
 def rollback(settings: Settings) -> Pointer:
     """Make the previously promoted version current again."""
-    live = pointer(settings)
+    live, tag = _pointer_and_tag(settings)
     if live is None or not live.previous:
         raise NothingToRollBackError(
             "no model was promoted before the current one: nothing to roll back to"
         )
     restored = Pointer(live.previous[0], datetime.now(UTC).isoformat(), live.previous[1:])
-    _put_json(settings, POINTER, restored.to_dict())
+    _swap_pointer(settings, tag, restored, live.version)
     log.info("rolled back model %s to %s", live.version, restored.version)
     return restored
 

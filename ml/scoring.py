@@ -40,7 +40,8 @@ def recommend(
     exclude: np.ndarray | Sequence[int] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """(item indices, scores) of one user's top ``k`` by dot product, excluding ``exclude``."""
-    scores = item_factors @ user_vector
+    # In the item matrix's own precision: a float64 vector would upcast (copy) the matrix.
+    scores = item_factors @ np.asarray(user_vector, dtype=item_factors.dtype)
     best = top_k(scores, k, exclude)
     return best, scores[best]
 
@@ -88,19 +89,19 @@ def fold_in(
     Non-positive preferences are left out (training drops them too). A user with none
     gets the zero vector (scores every item 0).
     """
-    y = np.asarray(item_factors, dtype=np.float64)
     items = np.asarray(items, dtype=np.int64)
     r = np.asarray(preferences, dtype=np.float64)
     if items.shape != r.shape:
         raise ValueError(f"{items.size} items but {r.size} preferences")
     positive = r > 0
     items, r = items[positive], r[positive]
-    rank = y.shape[1]
+    rank = item_factors.shape[1]
     if items.size == 0:
         return np.zeros(rank, dtype=np.float64)
-    yi = y[items]
+    # Only the user's rows are converted: the item matrix itself is never copied per call.
+    yi = np.asarray(item_factors[items], dtype=np.float64)
     c1 = alpha * r
-    a = (gramian(y) if yty is None else yty) + (yi * c1[:, None]).T @ yi
+    a = (gramian(item_factors) if yty is None else yty) + (yi * c1[:, None]).T @ yi
     a += reg_param * items.size * np.eye(rank)
     b = ((1.0 + c1)[:, None] * yi).sum(axis=0)
     return np.linalg.solve(a, b)

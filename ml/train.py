@@ -271,7 +271,7 @@ def retrain(
         trials=[t.to_dict() for t in trials],
     )
     if decision.promote:
-        registry.promote(settings, version)
+        registry.promote(settings, version, expected=current.version if current else None)
     log.info(
         "model %s %s: %s; metrics %s",
         version,

@@ -164,6 +164,26 @@ def test_promote_and_rollback_move_only_the_current_pointer(lake):
     assert registry.load(lake, refused).params == WORSE
 
 
+def test_a_promotion_that_races_another_loses_with_a_clear_error(lake, monkeypatch):
+    first, refused = (v["version"] for v in registry.list_versions(lake))
+    assert registry.current(lake) == first
+    # Retraining judged a candidate against `first`; an operator promoted another meanwhile.
+    registry.promote(lake, refused)
+    with pytest.raises(registry.ConcurrentPromotionError, match=f"judged against {first}"):
+        registry.promote(lake, first, expected=first)
+    assert registry.current(lake) == refused
+
+    # Two writers read the pointer at once: the second write finds the object changed.
+    stale = registry._pointer_and_tag(lake)
+    registry.rollback(lake)
+    monkeypatch.setattr(registry, "_pointer_and_tag", lambda settings: stale)
+    with pytest.raises(registry.ConcurrentPromotionError, match="changed while moving"):
+        registry.promote(lake, first)
+    monkeypatch.undo()
+    assert registry.current(lake) == first  # the rollback stands
+    assert registry.pointer(lake).previous == ()
+
+
 class LoadGenerator:
     """Threads asking the service for the known users' lists until stopped; every answer's
     status and model version is kept."""

@@ -57,6 +57,21 @@ def test_model_recommends_unplayed_tracks_of_the_users_taste():
     assert [t for t, _ in model.recommend("u-second", 2, recent={"t4": 1.0})] == ["t5", "t0"]
 
 
+def test_a_known_users_list_moves_the_moment_they_listen():
+    model = two_taste_model()
+    # u-first likes the first taste; then plays the second taste a lot, since the model.
+    before = [t for t, _ in model.recommend("u-first", 2)]
+    after = [t for t, _ in model.recommend("u-first", 2, recent={"t3": 20.0, "t4": 20.0})]
+    assert before == ["t1", "t2"]
+    assert after == ["t5", "t1"]  # t5: the second taste's only unplayed track, now first
+    # The refit is fold-in over training plus recent preferences: with nothing recent, it
+    # is the solve of the user's own training row.
+    items, values = model.seen.row(model.user_index["u-first"])
+    assert model.refit(items, values, {}) == pytest.approx(
+        fold_in(model.item_factors, items, values, model.params.alpha, model.params.reg_param)
+    )
+
+
 def test_unknown_user_is_folded_in_from_recent_listens():
     model = two_taste_model()
     assert model.recommend("u-new", 3) == []

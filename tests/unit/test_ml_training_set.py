@@ -83,14 +83,6 @@ def test_holdout_keeps_each_users_last_fifth_of_plays_by_time(spark):
         training_set.chronological_holdout(listens(spark, rows), fraction=1.0)
 
 
-def test_time_cut_splits_every_user_at_the_same_instant(spark):
-    rows = [("u1", f"t{h}", h) for h in range(0, 10)] + [("u2", f"s{h}", h) for h in range(5, 10)]
-    before, after = training_set.time_cut(listens(spark, rows), fraction=0.2)
-    # 15 plays, the last 20% (3) from hour 8 on: both users cut at the same hour.
-    assert {t for _, t in pairs(after)} == {"t8", "t9", "s8", "s9"}
-    assert before.count() == 11
-
-
 def test_split_counts_training_plays_only_and_never_leaks_a_held_out_track(spark):
     # u1: t1 at hours 0-3, then t2 at hour 4 (the last of 5 plays: held out); u1 was
     # recommended t2 and liked it.
@@ -108,6 +100,24 @@ def test_split_counts_training_plays_only_and_never_leaks_a_held_out_track(spark
     # t1: 4 plays + 4 minutes * 0.1 + 2 * 1 recommended-and-played; nothing of t2.
     assert got == pytest.approx({("u1", "t1"): 6.4, ("u1", "t3"): 4.0})
     assert pairs(split.relevant) == {("u1", "t2")}
+
+
+def test_validation_holds_out_each_users_last_plays_like_the_test_split(spark):
+    # u-early's history ends long before u-late's begins: a global time cut would give
+    # u-early nothing to validate on.
+    rows = [("u-early", f"e{h}", h) for h in range(10)]
+    rows += [("u-late", f"l{h}", 1000 + h) for h in range(10)]
+    counts = interactions(spark, [(u, t, 1, 60_000, 0, 0, 0, 0, 0) for u, t, _ in rows])
+    outer = training_set.holdout_split(counts, listens(spark, rows))
+    validation = training_set.validation_split(outer)
+    # Of each user's 8 training plays, the last floor(8 * 0.2) = 1 validates.
+    assert pairs(validation.relevant) == {("u-early", "e7"), ("u-late", "l7")}
+    assert pairs(outer.relevant) == {
+        ("u-early", "e8"),
+        ("u-early", "e9"),
+        ("u-late", "l8"),
+        ("u-late", "l9"),
+    }
 
 
 def test_a_held_out_replay_of_a_training_track_is_not_relevant(spark):
