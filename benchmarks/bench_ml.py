@@ -153,7 +153,7 @@ def compare_training(spark: SparkSession, users: int, tracks: int, days: int) ->
         results = {}
         for name, train in (("spark", als.train), ("implicit", implicit_backend.train)):
             model, seconds = timed(train, holdout.training, PARAMS)
-            metrics = evaluate_holdout(model, holdout)
+            metrics = evaluate_holdout(model, holdout, get_settings()).metrics
             results[name] = (seconds, metrics["candidate"]["ndcg@10"])
             print(f"  {name}: {seconds:.1f}s, ndcg@10 {results[name][1]:.4f}", flush=True)
         popular = metrics["most_popular"]["ndcg@10"]
