@@ -63,7 +63,6 @@ class ImportSummary:
     duplicates_in_file: int = 0
     already_in_lake: int = 0
     refused: Counter[str] = field(default_factory=Counter)
-    dry_run: bool = False
 
     @property
     def refused_total(self) -> int:
@@ -226,7 +225,7 @@ def import_listens(
     Two passes over the file, so memory holds event ids, not events: the first checks every
     row and finds the ids Bronze already holds; the second sends the rest, a batch at a time.
     """
-    summary = ImportSummary(dry_run=dry_run)
+    summary = ImportSummary()
     now = datetime.now(UTC)
     seen: set[str] = set()
     first, last = None, None
@@ -243,7 +242,7 @@ def import_listens(
                 last = max(last or event["played_at"], event["played_at"])
         progress(summary)
     summary.accepted = len(seen)
-    landed = ids_in_bronze(settings, seen, first, last) if seen else set()
+    landed = ids_in_bronze(settings, seen, first, last)
     summary.already_in_lake = len(landed)
     if dry_run or len(landed) == len(seen):
         return summary
