@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     # chart renders with the same spec as its own applications.
     spark_deploy: SparkDeploy = SparkDeploy.SUBMIT
     spark_application_template: str = ""
+    # Further Spark settings (a JSON object of strings), applied after tunelake's own: a
+    # cluster's tuning, or the test suite's (no UI, no adaptive re-planning of tiny jobs).
+    spark_extra_conf: dict[str, str] = Field(default_factory=dict)
 
     # Recommendation model (ALS): the hyper-parameter search's time budget; the gate
     # promotes a candidate only when a paired bootstrap over at least

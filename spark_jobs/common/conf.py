@@ -42,4 +42,4 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.ui.showConsoleProgress": "false",
         }
-    return conf
+    return conf | settings.spark_extra_conf
