@@ -62,3 +62,13 @@ def test_session_writes_and_reads_a_local_delta_table(spark, tmp_path):
 
 def test_session_runs_in_utc(spark):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+
+
+def test_extra_conf_from_the_environment_is_applied_last(monkeypatch):
+    monkeypatch.setenv(
+        "TUNELAKE_SPARK_EXTRA_CONF",
+        '{"spark.executor.memory": "3g", "spark.sql.shuffle.partitions": "64"}',
+    )
+    conf = spark_conf(Settings(_env_file=None), "job")
+    assert conf["spark.executor.memory"] == "3g"
+    assert conf["spark.sql.shuffle.partitions"] == "64"
