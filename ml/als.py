@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,21 +45,22 @@ def _factors(factors: DataFrame, n: int, rank: int) -> np.ndarray:
     return matrix
 
 
-def train(
-    training: DataFrame,
-    params: AlsParams,
-    seed: int = SEED,
-    rejected: DataFrame | None = None,
-) -> AlsModel:
-    """Fit MLlib ALS (``implicitPrefs``) on ``training`` (user_id, track_id, confidence).
-    ``rejected`` (user_id, track_id) pairs join the model's ``seen`` at preference 0: never
-    served again, no weight in fold-in."""
-    users = id_mapping(training, "user_id").cache()
-    items = id_mapping(training, "track_id").cache()
+def train(training: DataFrame, params: AlsParams, seed: int = SEED) -> AlsModel:
+    """Fit MLlib ALS (``implicitPrefs``) on ``training`` (user_id, track_id, confidence:
+    ``training_set.ratings``). Users and tracks with a positive preference get vectors;
+    every pair of theirs joins the model's ``seen`` (a pair at 0 weighs nothing, a
+    negative one is preference 0 with confidence ``1 + alpha * |r|``)."""
+    # Read four times below: computed once (unless the caller keeps it cached already).
+    own_cache = not training.is_cached
+    if own_cache:
+        training = training.cache()
+    positive = training.where(F.col("confidence") > 0)
+    users = id_mapping(positive, "user_id").cache()
+    items = id_mapping(positive, "track_id").cache()
 
     def numbered(pairs: DataFrame, rating: Column) -> DataFrame:
         """(user, item, rating): the pairs by ALS's integer ids (pairs of users or tracks
-        the training set does not hold drop out)."""
+        without a positive preference drop out)."""
         return (
             pairs.join(users.withColumnRenamed("index", "user"), "user_id")
             .join(items.withColumnRenamed("index", "item"), "track_id")
@@ -89,9 +90,6 @@ def train(
     started = time.monotonic()
     fitted = als.fit(ratings)
     pairs = ratings.toArrow()
-    if rejected is not None:
-        turned_down = numbered(rejected, F.lit(0.0)).toArrow()
-        pairs = pa.concat_tables([pairs, turned_down.cast(pairs.schema)])
     model = AlsModel(
         params=params,
         user_ids=user_ids,
@@ -113,7 +111,7 @@ def train(
         len(item_ids),
         time.monotonic() - started,
     )
-    for df in (ratings, users, items):
+    for df in (ratings, users, items, *([training] if own_cache else [])):
         df.unpersist()
     return model
 
@@ -165,24 +163,43 @@ def relevant_sets(relevant: DataFrame) -> dict[str, set[str]]:
 @dataclass(frozen=True)
 class SearchSpace:
     """The grid: regularisation up to 3.0 (make bench-ml found NDCG@10 still rising at 10x
-    the old top of 0.1), and iterations beside rank and alpha."""
+    the old top of 0.1), iterations beside rank and alpha, and the preference options
+    (``AlsParams``: log scaling, a 90-day half-life, turned-down pairs as preference 0)."""
 
     ranks: tuple[int, ...] = (16, 48)
     reg_params: tuple[float, ...] = (0.01, 0.1, 1.0, 3.0)
     alphas: tuple[float, ...] = (1.0, 10.0, 40.0)
     max_iters: tuple[int, ...] = (10, 20)
+    scalings: tuple[str, ...] = ("linear", "log")
+    half_lives_days: tuple[float, ...] = (0.0, 90.0)
+    negatives: tuple[bool, ...] = (False, True)
 
     def grid(self, seed: int = SEED) -> list[AlsParams]:
-        """Every combination, in a fixed shuffled order: a budget that stops the search
-        early has still tried a spread of values, not one corner of the grid."""
+        """Every combination, in a fixed shuffled order after ``SEARCH_START`` (when the
+        space holds it): a budget that stops the search early has still tried a spread of
+        values, not one corner of the grid, and the shortest search a proven point."""
         combos = [
-            AlsParams(rank=r, reg_param=reg, alpha=a, max_iter=it)
-            for r, reg, a, it in itertools.product(
-                self.ranks, self.reg_params, self.alphas, self.max_iters
+            AlsParams(*values)
+            for values in itertools.product(
+                self.ranks,
+                self.reg_params,
+                self.alphas,
+                self.max_iters,
+                self.scalings,
+                self.half_lives_days,
+                self.negatives,
             )
         ]
         order = np.random.default_rng(seed).permutation(len(combos))
-        return [combos[i] for i in order]
+        shuffled = [combos[i] for i in order]
+        first = [p for p in shuffled if p == SEARCH_START]
+        return first + [p for p in shuffled if p != SEARCH_START]
+
+
+# The first trial of every search, so a budget that allows one trial still gets a sound
+# model: the old 48-point grid's first point (linear counts, no decay, turned-down pairs
+# kept out), with which the demo and the history-import test promoted their models.
+SEARCH_START = AlsParams(rank=48, reg_param=1.0, alpha=1.0, max_iter=20)
 
 
 DEFAULT_SEARCH_SPACE = SearchSpace()
@@ -198,17 +215,23 @@ class Trial:
         return {"params": self.params.to_dict(), f"ndcg@{K}": self.ndcg, "seconds": self.seconds}
 
 
+Trainer = Callable[[DataFrame, AlsParams, int], AlsModel]
+
+
 def search(
     validation: Split,
     space: SearchSpace = DEFAULT_SEARCH_SPACE,
     budget_seconds: float = 300.0,
     seed: int = SEED,
+    trainer: Trainer = train,
 ) -> tuple[AlsParams, list[Trial]]:
     """The grid's best parameters by NDCG@10 on ``validation``, and every trial. Stops
     starting trials once the next one (at the mean trial time so far) would end past
-    ``budget_seconds``; the first trial always runs."""
+    ``budget_seconds``; the first trial always runs. ``trainer``: MLlib (``train``), or
+    another library behind the same interface (``make bench-ml`` tunes ``implicit``)."""
     relevant = relevant_sets(validation.relevant)
-    training = validation.training.cache()
+    # One training set per preference option (scaling, decay, negatives), built once.
+    ratings: dict[tuple, DataFrame] = {}
     started = time.monotonic()
     trials: list[Trial] = []
     for params in space.grid(seed):
@@ -217,10 +240,14 @@ def search(
             log.info("search budget %.0f s reached after %d trials", budget_seconds, len(trials))
             break
         trial_started = time.monotonic()
-        model = train(training, params, seed)
+        option = (params.scaling, params.half_life_days, params.negatives)
+        if option not in ratings:
+            ratings[option] = validation.ratings(params).cache()
+        model = trainer(ratings[option], params, seed)
         ndcg = evaluation.ndcg_at_k(known_user_lists(model, relevant, K), relevant, K)
         trials.append(Trial(params, ndcg, time.monotonic() - trial_started))
         log.info("trial %s: ndcg@%d %.4f (%.1f s)", params, K, ndcg, trials[-1].seconds)
-    training.unpersist()
+    for df in ratings.values():
+        df.unpersist()
     best = max(trials, key=lambda t: t.ndcg)
     return best.params, trials

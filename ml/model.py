@@ -2,8 +2,10 @@
 
 Spark-free: the service loads it without a JVM. Row ``i`` of ``user_factors`` belongs to
 ``user_ids[i]`` (likewise for items): the contiguous integer ids ALS trained on are
-positions in these lists. ``seen`` holds the training interactions (raw preference per
-(user, item)), so serving can leave out what a user already played.
+positions in these lists. ``seen`` holds the training interactions (the preference ALS
+trained on per (user, item): ``AlsParams.scale``d, negative for a turned-down pair taught
+as preference 0, 0 for one only kept out), so serving leaves out what a user already
+played or turned down.
 """
 
 from __future__ import annotations
@@ -16,27 +18,63 @@ import numpy as np
 
 from ml import scoring
 
+SCALINGS = ("linear", "log")
+
 
 @dataclass(frozen=True)
 class AlsParams:
     """MLlib ALS hyper-parameters (``regParam`` is scaled by each user's and item's
-    interaction count in MLlib, so values from other libraries do not carry over)."""
+    interaction count in MLlib, so values from other libraries do not carry over), and how
+    interaction counts become the preference ALS weighs (searched like the others, kept
+    with the model so serving turns new listens into preferences the same way):
+
+    - ``scaling``: ``linear`` (the confidence formula's value) or ``log`` (``log1p`` of it:
+      the hundredth play of a track says less than the second);
+    - ``half_life_days``: plays and minutes weigh ``0.5 ** (age / half_life)``, age counted
+      back from the last training play (0: no decay);
+    - ``negatives``: turned-down pairs (skipped or disliked, not outweighed) are taught as
+      preference 0 with a confidence of their weight (MLlib's negative ratings); otherwise
+      they are only kept out of the lists.
+    """
 
     rank: int = 10
     reg_param: float = 0.1
     alpha: float = 1.0
     max_iter: int = 10
+    scaling: str = "linear"
+    half_life_days: float = 0.0
+    negatives: bool = False
 
-    def to_dict(self) -> dict[str, float | int]:
+    def __post_init__(self) -> None:
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if self.half_life_days < 0:
+            raise ValueError(f"half_life_days must be 0 (none) or more, got {self.half_life_days}")
+
+    def scale(self, magnitude, log1p=np.log1p):
+        """The preference of a positive ``magnitude`` (numbers, arrays, or Spark columns
+        with ``log1p=pyspark.sql.functions.log1p``)."""
+        return log1p(magnitude) if self.scaling == "log" else magnitude
+
+    def unscale(self, preference: np.ndarray) -> np.ndarray:
+        """The magnitude behind non-negative preferences (``scale``'s inverse)."""
+        return np.expm1(preference) if self.scaling == "log" else preference
+
+    def to_dict(self) -> dict[str, float | int | str | bool]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, float | int]) -> AlsParams:
+    def from_dict(cls, values: Mapping[str, float | int | str | bool]) -> AlsParams:
+        # Models saved before the preference options trained with linear, undecayed
+        # counts and no negatives: the defaults.
         return cls(
             rank=int(values["rank"]),
             reg_param=float(values["reg_param"]),
             alpha=float(values["alpha"]),
             max_iter=int(values["max_iter"]),
+            scaling=str(values.get("scaling", "linear")),
+            half_life_days=float(values.get("half_life_days", 0.0)),
+            negatives=bool(values.get("negatives", False)),
         )
 
 
@@ -156,30 +194,35 @@ class AlsModel:
 
     def fold_in(self, preferences: Mapping[str, float]) -> np.ndarray:
         """The vector of a user with ``preferences`` (track -> raw preference, as the
-        training set's confidence formula gives); tracks the model does not know are
-        ignored."""
+        confidence formula gives, before this model's scaling); tracks the model does not
+        know are ignored."""
         known = [(self.item_index[t], r) for t, r in preferences.items() if t in self.item_index]
         items = np.array([i for i, _ in known], dtype=np.int64)
         values = np.array([r for _, r in known], dtype=np.float64)
-        return scoring.fold_in(
-            self.item_factors, items, values, self.params.alpha, self.params.reg_param, self.yty
-        )
+        return self._solve(items, self.params.scale(np.maximum(values, 0.0)))
 
     def refit(
         self, items: np.ndarray, values: np.ndarray, recent: Mapping[str, float]
     ) -> np.ndarray:
         """A known user's vector from their training preferences (``items``, ``values``:
-        their ``seen`` row) plus ``recent`` (track -> raw preference, added to a training
-        track's own)."""
+        their ``seen`` row, scaled) plus ``recent`` (track -> raw preference, added to the
+        magnitude behind a training track's own preference)."""
         merged = dict(zip(items.tolist(), values.tolist(), strict=True))
         for track, value in recent.items():
             index = self.item_index.get(track)
             if index is not None:
-                merged[index] = merged.get(index, 0.0) + value
-        return scoring.fold_in(
-            self.item_factors,
+                before = self.params.unscale(np.float64(max(merged.get(index, 0.0), 0.0)))
+                merged[index] = float(self.params.scale(before + max(value, 0.0)))
+        return self._solve(
             np.fromiter(merged, dtype=np.int64, count=len(merged)),
             np.fromiter(merged.values(), dtype=np.float64, count=len(merged)),
+        )
+
+    def _solve(self, items: np.ndarray, preferences: np.ndarray) -> np.ndarray:
+        return scoring.fold_in(
+            self.item_factors,
+            items,
+            preferences,
             self.params.alpha,
             self.params.reg_param,
             self.yty,

@@ -77,31 +77,32 @@ def fold_in(
     reg_param: float,
     yty: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The user vector implicit ALS gives a user with ``preferences`` (raw values ``r``,
-    as fed to training) for ``items``, with the item factors held fixed.
+    """The user vector implicit ALS gives a user with ``preferences`` (values ``r``, as fed
+    to training) for ``items``, with the item factors held fixed.
 
     MLlib's implicit ALS (Hu, Koren, Volinsky 2008, with its regularisation scaled by the
-    user's interaction count ``n``) solves, for confidence ``c_i = 1 + alpha * r_i`` and
-    preference 1 on every positive ``r_i``::
+    user's count ``n`` of positive preferences) weighs each pair by ``c_i = 1 + alpha *
+    |r_i|``, with preference 1 where ``r_i > 0`` and 0 otherwise, and solves::
 
-        (Y^T Y + sum_i alpha r_i y_i y_i^T + reg_param * n * I) x = sum_i (1 + alpha r_i) y_i
+        (Y^T Y + sum_i alpha |r_i| y_i y_i^T + reg_param * n * I) x = sum_{r_i > 0} c_i y_i
 
-    Non-positive preferences are left out (training drops them too). A user with none
-    gets the zero vector (scores every item 0).
+    A pair at 0 weighs nothing. A user with no positive preference gets the zero vector
+    (scores every item 0).
     """
     items = np.asarray(items, dtype=np.int64)
     r = np.asarray(preferences, dtype=np.float64)
     if items.shape != r.shape:
         raise ValueError(f"{items.size} items but {r.size} preferences")
+    weighed = r != 0
+    items, r = items[weighed], r[weighed]
     positive = r > 0
-    items, r = items[positive], r[positive]
     rank = item_factors.shape[1]
-    if items.size == 0:
+    if not positive.any():
         return np.zeros(rank, dtype=np.float64)
     # Only the user's rows are converted: the item matrix itself is never copied per call.
     yi = np.asarray(item_factors[items], dtype=np.float64)
-    c1 = alpha * r
+    c1 = alpha * np.abs(r)
     a = (gramian(item_factors) if yty is None else yty) + (yi * c1[:, None]).T @ yi
-    a += reg_param * items.size * np.eye(rank)
-    b = ((1.0 + c1)[:, None] * yi).sum(axis=0)
+    a += reg_param * np.count_nonzero(positive) * np.eye(rank)
+    b = ((1.0 + c1[positive])[:, None] * yi[positive]).sum(axis=0)
     return np.linalg.solve(a, b)

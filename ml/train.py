@@ -5,7 +5,8 @@
 1. reads Silver ``user_track_interactions`` and ``listens`` at their latest Delta versions
    (the versions are recorded with the model);
 2. holds out each user's last 20% of plays (``training_set.holdout_split``);
-3. searches the hyper-parameters on a time-cut validation split of the remaining plays,
+3. searches the hyper-parameters and preference options (``als.SearchSpace``) on a
+   validation split of the remaining plays made the same way (each user's last 20%),
    within ``TUNELAKE_MODEL_SEARCH_SECONDS``;
 4. trains the candidate with the chosen parameters on the holdout's training side and
    judges it against most-popular (ranked over the recent window, as served) and the
@@ -189,7 +190,7 @@ def evaluate_holdout(
         )
         judged_on = unseen
     else:
-        refit = als.train(holdout.training, current.model.params)
+        refit = als.train(holdout.ratings(current.model.params), current.model.params)
         current_lists = als.known_user_lists(refit, relevant)
         how = (
             f"model {current.version}'s configuration ({current.model.params}) refit on the "
@@ -228,7 +229,14 @@ def retrain(
     listens = tables["listens"].select("event_id", "user_id", "track_id", "played_at", "ms_played")
     holdout = training_set.holdout_split(interactions.cache(), listens.cache())
     # Every later step reads these: compute them once, not once per Spark action.
-    cached = [interactions, listens, holdout.listens, holdout.training, holdout.relevant]
+    cached = [
+        interactions,
+        listens,
+        holdout.listens,
+        holdout.interactions,
+        holdout.training,
+        holdout.relevant,
+    ]
     for df in cached[2:]:
         df.cache()
     if holdout.relevant.isEmpty():
@@ -241,7 +249,7 @@ def retrain(
     if params is None:
         validation = training_set.validation_split(holdout)
         params, trials = als.search(validation, space, settings.model_search_seconds)
-    candidate = als.train(holdout.training, params)
+    candidate = als.train(holdout.ratings(params), params)
     current = current_baseline(settings)
     judged = evaluate_holdout(candidate, holdout, settings, current)
     metrics = judged.metrics
@@ -252,11 +260,7 @@ def retrain(
     # Epoch seconds, not a Python datetime: those come back in the driver's local zone.
     last_play = listens.agg(F.max(F.col("played_at").cast("double"))).first()[0]
     trained_through = datetime.fromtimestamp(last_play, UTC)
-    model = als.train(
-        training_set.confidence(interactions),
-        params,
-        rejected=training_set.rejected(interactions),
-    )
+    model = als.train(training_set.ratings(interactions, params, listens), params)
     for df in cached:
         df.unpersist()
     version = registry.save(

@@ -10,6 +10,8 @@ before the privacy job has removed their rows from Silver.
 Outputs:
 - ``confidence``: (user_id, track_id, confidence), one row per pair with a positive
   implicit-feedback confidence (the formula is in ``confidence``'s docstring and README);
+- ``ratings``: what ALS trains on under one ``AlsParams``' preference options (scaling,
+  time decay, turned-down pairs as preference 0);
 - ``id_mapping``: (id, index) per side, contiguous integers 0..n-1 in id order;
 - ``chronological_holdout``: each user's listens split by time, and ``split``: the
   training confidences a model may see plus the held-out (user, track) pairs it is
@@ -24,7 +26,7 @@ from datetime import datetime
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from ml.model import DEFAULT_WEIGHTS, ConfidenceWeights
+from ml.model import DEFAULT_WEIGHTS, AlsParams, ConfidenceWeights
 from spark_jobs.silver import privacy
 
 KEYS = ["user_id", "track_id"]
@@ -76,6 +78,70 @@ def rejected(interactions: DataFrame, weights: ConfidenceWeights = DEFAULT_WEIGH
     scored = _scored(interactions, weights)
     turned_down = (F.col("skips") > 0) | (F.col("dislikes") > 0)
     return scored.where(turned_down & (F.col("confidence") <= 0)).select(*KEYS)
+
+
+def _decayed(interactions: DataFrame, listens: DataFrame, half_life_days: float) -> DataFrame:
+    """``interactions`` with play counts and minutes summed from ``listens``, each play
+    weighing ``0.5 ** (age / half_life_days)``, its age in days before the last play."""
+    end = listens.agg(F.max(F.col("played_at").cast("double"))).first()[0]
+    age_days = (F.lit(end) - F.col("played_at").cast("double")) / 86_400.0
+    weight = F.pow(F.lit(0.5), age_days / F.lit(half_life_days))
+    played = listens.groupBy(*KEYS).agg(
+        F.sum(weight).alias("play_count"), F.sum(weight * F.col("ms_played")).alias("ms_played")
+    )
+    zero = F.lit(0.0)
+    counts = interactions.drop("play_count", "ms_played").join(played, KEYS, "left")
+    return counts.withColumns(
+        {
+            "play_count": F.coalesce("play_count", zero),
+            "ms_played": F.coalesce("ms_played", zero),
+            "recommended_and_played": F.least(
+                F.col("recommended_and_played").cast("double"), F.coalesce("play_count", zero)
+            ),
+        }
+    )
+
+
+def ratings(
+    interactions: DataFrame,
+    params: AlsParams,
+    listens: DataFrame | None = None,
+    weights: ConfidenceWeights = DEFAULT_WEIGHTS,
+) -> DataFrame:
+    """(user_id, track_id, confidence): the preference ALS trains on under ``params``, one
+    row per pair a model keeps out of its lists (positive confidence, or turned down):
+
+    - a positive pair: its confidence (plays and minutes decayed by
+      ``params.half_life_days``), ``params.scale``d; 0 if decay leaves nothing;
+    - a turned-down pair: with ``params.negatives``, minus its scaled weight (at least one
+      play's), which MLlib reads as preference 0 with that confidence; else 0.
+
+    Pairs at 0 weigh nothing in training: they keep the track out of the user's lists.
+    ``listens`` (the plays behind ``interactions``) are needed only to decay them."""
+    if params.half_life_days and listens is None:
+        raise ValueError("a half-life decays plays by their time: give the listens")
+    undecayed = _scored(interactions, weights).select(
+        *KEYS,
+        (F.col("confidence") > 0).alias("positive"),
+        ((F.col("skips") > 0) | (F.col("dislikes") > 0)).alias("turned_down"),
+        F.col("confidence").alias("undecayed"),
+    )
+    counts = (
+        _decayed(interactions, listens, params.half_life_days)
+        if params.half_life_days
+        else interactions
+    )
+    value = _scored(counts, weights).select(*KEYS, "confidence")
+    pairs = undecayed.where(F.col("positive") | F.col("turned_down")).join(value, KEYS)
+    zero = F.lit(0.0)
+    positive = F.when(F.col("confidence") > 0, params.scale(F.col("confidence"), F.log1p))
+    negative = (
+        -params.scale(F.greatest(-F.col("undecayed"), F.lit(weights.play)), F.log1p)
+        if params.negatives
+        else zero
+    )
+    rating = F.when(F.col("positive"), F.coalesce(positive, zero)).otherwise(negative)
+    return pairs.select(*KEYS, rating.cast("double").alias("confidence"))
 
 
 def id_mapping(df: DataFrame, column: str) -> DataFrame:
@@ -150,16 +216,23 @@ class Split:
     listens: DataFrame  # the training listens
     held_out: DataFrame  # the held-out listens
     training: DataFrame  # (user_id, track_id, confidence) of ``interactions``
-    relevant: DataFrame  # (user_id, track_id): held out, not in ``training``
+    relevant: DataFrame  # (user_id, track_id): held out, and not kept out of lists
+
+    def ratings(self, params: AlsParams) -> DataFrame:
+        """What ALS trains on under ``params`` (``ratings``)."""
+        return ratings(self.interactions, params, self.listens)
 
     def relevant_after(self, instant: datetime) -> DataFrame:
         """``relevant`` restricted to the held-out plays after ``instant`` (aware)."""
         later = self.held_out.where(F.col("played_at").cast("double") > instant.timestamp())
-        return _relevant(later, self.training)
+        return _relevant(later, self.interactions)
 
 
-def _relevant(held_out: DataFrame, training: DataFrame) -> DataFrame:
-    return held_out.select(*KEYS).distinct().join(training.select(*KEYS), KEYS, "left_anti")
+def _relevant(held_out: DataFrame, interactions: DataFrame) -> DataFrame:
+    """The held-out pairs a model may recommend: not played nor turned down in training
+    (serving leaves those out, whatever the preference options)."""
+    kept_out = confidence(interactions).select(*KEYS).union(rejected(interactions))
+    return held_out.select(*KEYS).distinct().join(kept_out, KEYS, "left_anti")
 
 
 def split(
@@ -174,7 +247,11 @@ def split(
     within = interactions_within(interactions, training_listens, held_out_listens)
     training = confidence(within, weights)
     return Split(
-        within, training_listens, held_out_listens, training, _relevant(held_out_listens, training)
+        within,
+        training_listens,
+        held_out_listens,
+        training,
+        _relevant(held_out_listens, within),
     )
 
 

@@ -10,6 +10,7 @@ The tests share the module's lake and run in file order.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -23,7 +24,7 @@ from ml import evaluation, registry
 from ml.gate import GateDecision
 from service.sources import silver_popularity
 from tests.support import throwaway_lake, two_taste_model
-from tunelake.clients import delta_table
+from tunelake.clients import delta_table, kafka_consumer
 from tunelake_ops.history_import import import_listens
 from tunelake_ops.pipeline import run_pipeline
 
@@ -119,6 +120,42 @@ def test_imported_history_older_than_the_model_gets_a_promoted_personal_model(la
     ndcg_popular = evaluation.ndcg_at_k(most_popular, relevant)
     assert ndcg_served > ndcg_popular, (ndcg_served, ndcg_popular)
     assert np.mean([len(r) for r in relevant.values()]) > 1
+
+
+def _listens_end_offsets(settings) -> dict:
+    from kafka import TopicPartition
+
+    topic = STREAMS[Stream.LISTENS].topic(settings)
+    consumer = kafka_consumer(settings, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return consumer.end_offsets(partitions)
+    finally:
+        consumer.close()
+
+
+def test_a_dry_run_reports_every_row_and_sends_none(lake, tmp_path):
+    played = datetime.now(UTC) - timedelta(days=3)
+    rows = [
+        {
+            "user_id": "dry-run-user",
+            "track_id": f"t{i}",
+            "played_at": played.isoformat(),
+            "ms_played": 1000,
+        }
+        for i in range(4)
+    ]
+    rows += [rows[0], rows[1] | {"ms_played": -5}]
+    path = tmp_path / "new.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    before = _listens_end_offsets(lake)
+
+    dry = import_listens(lake, path, dry_run=True)
+
+    assert (dry.rows, dry.accepted, dry.duplicates_in_file, dry.published) == (6, 4, 1, 0)
+    assert dry.already_in_lake == 0
+    assert dry.refused_total == 1 and all("ms_played" in reason for reason in dry.refused)
+    assert _listens_end_offsets(lake) == before
 
 
 def test_importing_the_same_file_again_adds_no_row(lake, history_file):

@@ -7,7 +7,10 @@ what they turned down and leaning to the other taste.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 from ml import als, training_set
 from ml.model import AlsModel, AlsParams
@@ -32,9 +35,8 @@ def _history() -> list[tuple]:
     return rows
 
 
-def _train(spark, rows) -> AlsModel:
-    df = interactions(spark, rows)
-    return als.train(training_set.confidence(df), PARAMS, rejected=training_set.rejected(df))
+def _train(spark, rows, params: AlsParams) -> AlsModel:
+    return als.train(training_set.ratings(interactions(spark, rows), params), params)
 
 
 def _mean_rank_of_b(model: AlsModel) -> float:
@@ -44,16 +46,18 @@ def _mean_rank_of_b(model: AlsModel) -> float:
     return float(np.mean([order.index(track) for track in GENRE_B]))
 
 
-def test_skips_dislikes_and_other_plays_move_the_next_list(spark):
+@pytest.mark.parametrize("negatives", [False, True], ids=["kept-out", "taught"])
+def test_skips_dislikes_and_other_plays_move_the_next_list(spark, negatives):
+    params = replace(PARAMS, negatives=negatives)
     history = _history()
-    before = _train(spark, history)
+    before = _train(spark, history, params)
     served = [track for track, _ in before.recommend(USER, 10)]
     assert sum(track in GENRE_A for track in served) >= 8  # the user's taste so far
 
     # The user skips and dislikes every served track, then plays six tracks of genre B.
     reactions = [(USER, track, 0, 0, 1, 0, 1, 0, 1) for track in served]
     other_plays = [(USER, track, 4, 800_000, 0, 0, 0, 0, 0) for track in GENRE_B[:6]]
-    after = _train(spark, history + reactions + other_plays)
+    after = _train(spark, history + reactions + other_plays, params)
     served_after = [track for track, _ in after.recommend(USER, 10)]
 
     assert not set(served) & set(served_after), "a turned-down track was served again"

@@ -160,3 +160,14 @@ def test_a_clearly_better_candidate_is_promoted(split_and_relevant):
     )
     assert decision.promote, decision.reason
     assert decision.intervals["current"]["gain_low"] > 0
+
+
+def test_the_search_grid_starts_at_a_proven_point_then_spreads_every_option():
+    grid = als.DEFAULT_SEARCH_SPACE.grid()
+    assert grid[0] == als.SEARCH_START
+    assert len(set(grid)) == len(grid) == 2 * 4 * 3 * 2 * 2 * 2 * 2
+    # Ten trials already try both values of every preference option.
+    early = grid[:10]
+    assert {p.scaling for p in early} == {"linear", "log"}
+    assert {p.half_life_days for p in early} == {0.0, 90.0}
+    assert {p.negatives for p in early} == {False, True}

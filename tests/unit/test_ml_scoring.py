@@ -44,10 +44,16 @@ def test_fold_in_solves_the_weighted_least_squares_over_every_item():
     p[items] = 1.0
     expected = np.linalg.solve(y.T @ (c[:, None] * y) + reg * len(items) * np.eye(4), y.T @ (c * p))
     assert fold_in(y, items, r, alpha, reg) == pytest.approx(expected)
-    # Non-positive preferences are ignored, as training drops them.
-    with_skips = fold_in(y, np.append(items, 5), np.append(r, -2.0), alpha, reg)
-    assert with_skips == pytest.approx(expected)
+    # A pair at 0 weighs nothing; a negative one is preference 0 with confidence
+    # 1 + alpha * |r| (MLlib's negative ratings), outside the regularisation count.
+    c[5] += alpha * 2.0
+    turned_down = np.linalg.solve(
+        y.T @ (c[:, None] * y) + reg * len(items) * np.eye(4), y.T @ (c * p)
+    )
+    with_skips = fold_in(y, np.append(items, [5, 9]), np.append(r, [-2.0, 0.0]), alpha, reg)
+    assert with_skips == pytest.approx(turned_down)
     assert fold_in(y, [], [], alpha, reg).tolist() == [0.0] * 4
+    assert fold_in(y, [5], [-2.0], alpha, reg).tolist() == [0.0] * 4
 
 
 def test_model_recommends_unplayed_tracks_of_the_users_taste():

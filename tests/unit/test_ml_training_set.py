@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
 from ml import als, training_set
 from ml.model import AlsParams
@@ -136,25 +137,85 @@ def test_a_held_out_replay_of_a_training_track_is_not_relevant(spark):
 def test_mllib_user_vectors_are_what_fold_in_solves(spark):
     """MLlib updates users last in each iteration, so folding a trained user back in from
     the final item factors must give that user's trained vector: the Spark-free fold-in
-    solves the same equations as MLlib."""
+    solves the same equations as MLlib, turned-down pairs (negative) included."""
     rng = np.random.default_rng(5)
     rows = [
         (f"u{u}", f"t{t}", float(rng.integers(1, 5)))
         for u in range(12)
         for t in rng.choice(20, size=6, replace=False)
     ]
-    training = spark.createDataFrame(rows, "user_id string, track_id string, confidence double")
-    params = AlsParams(rank=3, reg_param=0.05, alpha=2.0, max_iter=4)
+    played = {(u, t) for u, t, _ in rows}
+    unplayed = {u: [f"t{t}" for t in range(20) if (u, f"t{t}") not in played] for u in ("u0", "u7")}
+    turned_down = [
+        ("u0", unplayed["u0"][0], -3.0),
+        ("u7", unplayed["u7"][0], -1.0),
+        ("u7", unplayed["u7"][1], 0.0),
+    ]
+    training = spark.createDataFrame(
+        rows + turned_down, "user_id string, track_id string, confidence double"
+    )
+    params = AlsParams(rank=3, reg_param=0.05, alpha=2.0, max_iter=4, negatives=True)
     model = als.train(training, params)
     assert model.user_ids == sorted({u for u, _, _ in rows})
     assert model.item_factors.shape == (20, 3)
+    prefs = {t: c for u, t, c in rows if u == "u3"}
+    assert model.fold_in(prefs) == pytest.approx(
+        model.user_factors[model.user_index["u3"]], rel=1e-3, abs=1e-4
+    )
     for user in ("u0", "u7"):
-        prefs = {t: c for u, t, c in rows if u == user}
-        assert model.fold_in(prefs) == pytest.approx(
-            model.user_factors[model.user_index[user]], rel=1e-3, abs=1e-4
-        )
-    # Lists leave out the user's training tracks.
+        trained = model.user_factors[model.user_index[user]]
+        # What serving solves for a known user: their stored row, negatives and all.
+        items, values = model.seen.row(model.user_index[user])
+        assert model.refit(items, values, {}) == pytest.approx(trained, rel=1e-3, abs=1e-4)
+    assert any(model.seen.row(model.user_index["u0"])[1] < 0)
+    # Lists leave out the user's training tracks, turned-down ones too.
     lists = als.known_user_lists(model, ["u0", "nobody"], k=20)
     assert set(lists) == {"u0"}
-    assert not set(lists["u0"]) & {t for u, t, _ in rows if u == "u0"}
-    assert len(lists["u0"]) == 20 - 6
+    assert not set(lists["u0"]) & {t for u, t, _ in rows + turned_down if u == "u0"}
+    assert len(lists["u0"]) == 20 - 6 - len([r for r in turned_down if r[0] == "u0"])
+
+
+def test_ratings_scale_decay_and_teach_turned_down_pairs_as_preference_0(spark):
+    counts = interactions(
+        spark,
+        [
+            # 2 plays of a minute, an hour and 180 days before the last play: 2.2
+            ("u1", "old", 2, 120_000, 0, 0, 0, 0, 0),
+            # one play of a minute at the last play: 1.1
+            ("u1", "new", 1, 60_000, 0, 0, 0, 0, 0),
+            # skipped twice, never played: turned down, weight 2
+            ("u1", "skipped", 0, 0, 1, 0, 2, 0, 0),
+            # a play cancelled by a skip: turned down at 0, weight one play's
+            ("u1", "cancelled", 1, 0, 0, 0, 1, 0, 0),
+            # shown only: nothing to keep out
+            ("u1", "shown", 0, 0, 1, 0, 0, 0, 0),
+        ],
+    )
+    plays = listens(
+        spark, [("u1", "old", 0), ("u1", "old", 1), ("u1", "new", 180 * 24), ("u1", "cancelled", 0)]
+    )
+    plays = plays.withColumn(
+        "ms_played", F.when(plays.track_id == "cancelled", 0).otherwise(plays.ms_played)
+    )
+
+    def rated(**options):
+        return {
+            t: c
+            for _, t, c in pairs(
+                training_set.ratings(counts, AlsParams(**options), plays), "confidence"
+            )
+        }
+
+    assert rated() == pytest.approx({"old": 2.2, "new": 1.1, "skipped": 0.0, "cancelled": 0.0})
+    assert rated(scaling="log") == pytest.approx(
+        {"old": np.log1p(2.2), "new": np.log1p(1.1), "skipped": 0.0, "cancelled": 0.0}
+    )
+    assert rated(negatives=True) == pytest.approx(
+        {"old": 2.2, "new": 1.1, "skipped": -2.0, "cancelled": -1.0}
+    )
+    # A 90-day half-life: the old plays (180 days and an hour before) weigh about a quarter.
+    decayed = rated(half_life_days=90.0)
+    assert decayed["new"] == pytest.approx(1.1)
+    assert decayed["old"] == pytest.approx(2.2 * 0.25, rel=1e-3)
+    with pytest.raises(ValueError, match="give the listens"):
+        training_set.ratings(counts, AlsParams(half_life_days=90.0))
