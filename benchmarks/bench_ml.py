@@ -184,14 +184,15 @@ MOVIELENS_FILE = "recbole/dataset_example/ml-100k/ml-100k.inter"
 
 def movielens_100k(settings: Settings) -> pa.Table:
     """(user_id, track_id, rating, at) of MovieLens 100k, fetched once into the cache."""
-    from tests.deploy.deploy_tools import _uv
-
     folder = settings.cache_dir / "datasets" / MOVIELENS_PACKAGE.replace("==", "-")
     path = folder / MOVIELENS_FILE
     if not path.is_file():
+        uv = os.environ.get("UV") or shutil.which("uv")
+        if not uv:
+            raise SystemExit("bench-ml fetches MovieLens with uv: run it with `make bench-ml`")
         subprocess.run(
             [
-                _uv(),
+                uv,
                 "pip",
                 "install",
                 "--quiet",
