@@ -259,6 +259,7 @@ def compare_quality(
     configuration trained on the holdout's training side and judged on its held-out plays
     (``evaluate_holdout``, most-popular of the recent window beside them)."""
     settings = get_settings()
+    als.cut_lineage(spark, settings)
     holdout = training_set.holdout_split(interactions.cache(), listens.cache())
     for df in (holdout.listens, holdout.interactions, holdout.training, holdout.relevant):
         df.cache()

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from pyspark.ml.recommendation import ALS
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ml import evaluation
 from ml.model import AlsModel, AlsParams, Interactions
 from ml.scoring import recommend_many
 from ml.training_set import Split, id_mapping
+from tunelake.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,13 @@ def train(training: DataFrame, params: AlsParams, seed: int = SEED) -> AlsModel:
     for df in (ratings, users, items, *([training] if own_cache else [])):
         df.unpersist()
     return model
+
+
+def cut_lineage(spark: SparkSession, settings: Settings) -> None:
+    """Give MLlib ALS a checkpoint directory (on the object store, which every executor
+    reaches): only with one does it cut its RDD lineage every 10 iterations. Without,
+    20 iterations on the demo's data failed to serialize their tasks (StackOverflowError)."""
+    spark.sparkContext.setCheckpointDir(settings.checkpoint_path("als"))
 
 
 def known_user_lists(model: AlsModel, users: Iterable[str], k: int = K) -> dict[str, list[str]]:

@@ -156,7 +156,12 @@ def fit(
 
 def train(training: DataFrame, params: AlsParams, seed: int = SEED, threads: int = 0) -> AlsModel:
     """``ml.als.train``'s interface: ``training`` (user_id, track_id, confidence) collected
-    to the driver and fitted there."""
+    to the driver and fitted there; as there, only users and tracks with a positive
+    preference get vectors."""
+    positive = training.where(F.col("confidence") > 0)
+    training = training.join(positive.select("user_id").distinct(), "user_id", "semi").join(
+        positive.select("track_id").distinct(), "track_id", "semi"
+    )
     table = training.select(
         "user_id", "track_id", F.col("confidence").cast("double").alias("confidence")
     ).toArrow()

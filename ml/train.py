@@ -224,6 +224,7 @@ def retrain(
     skips the search and trains with exactly these parameters."""
     started = time.monotonic()
     trained_at = datetime.now(UTC)
+    als.cut_lineage(spark, settings)
     tables, silver_versions = read_silver(spark, settings)
     interactions = tables["user_track_interactions"]
     listens = tables["listens"].select("event_id", "user_id", "track_id", "played_at", "ms_played")
