@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -118,10 +120,17 @@ def train(training: DataFrame, params: AlsParams, seed: int = SEED) -> AlsModel:
 
 
 def cut_lineage(spark: SparkSession, settings: Settings) -> None:
-    """Give MLlib ALS a checkpoint directory (on the object store, which every executor
-    reaches): only with one does it cut its RDD lineage every 10 iterations. Without,
-    20 iterations on the demo's data failed to serialize their tasks (StackOverflowError)."""
-    spark.sparkContext.setCheckpointDir(settings.checkpoint_path("als"))
+    """Give MLlib ALS a checkpoint directory: only with one does it cut its RDD lineage
+    every 10 iterations. Without, 20 iterations on the demo's data failed to serialize
+    their tasks (StackOverflowError). On a cluster it is on the object store (every
+    executor reaches it); in local mode on local disk, which outlives any one lake (the
+    directory is the SparkContext's, shared by every later fit in the process)."""
+    if settings.is_local_spark:
+        directory = Path(tempfile.gettempdir()) / "tunelake-als-checkpoints"
+        directory.mkdir(exist_ok=True)
+        spark.sparkContext.setCheckpointDir(str(directory))
+    else:
+        spark.sparkContext.setCheckpointDir(settings.checkpoint_path("als"))
 
 
 def known_user_lists(model: AlsModel, users: Iterable[str], k: int = K) -> dict[str, list[str]]:

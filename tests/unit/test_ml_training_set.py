@@ -219,3 +219,16 @@ def test_ratings_scale_decay_and_teach_turned_down_pairs_as_preference_0(spark):
     assert decayed["old"] == pytest.approx(2.2 * 0.25, rel=1e-3)
     with pytest.raises(ValueError, match="give the listens"):
         training_set.ratings(counts, AlsParams(half_life_days=90.0))
+
+
+def test_als_checkpoints_its_lineage_on_local_disk_in_local_mode(spark, settings):
+    """The checkpoint directory is the SparkContext's: in local mode it must outlive any
+    one lake's buckets, or every later fit of the session fails to checkpoint."""
+    als.cut_lineage(spark, settings)
+    directory = spark.sparkContext.getCheckpointDir()
+    assert directory.startswith("file:") and "tunelake-als-checkpoints" in directory
+    rows = [(f"u{u}", f"t{(u + i) % 9}", 1.0 + i) for u in range(6) for i in range(3)]
+    training = spark.createDataFrame(rows, "user_id string, track_id string, confidence double")
+    # 25 iterations: the lineage is cut twice (every 10).
+    model = als.train(training, AlsParams(rank=2, reg_param=0.1, alpha=1.0, max_iter=25))
+    assert model.user_factors.shape == (6, 2)
