@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from ml.model import DEFAULT_WEIGHTS, AlsParams, ConfidenceWeights
@@ -76,8 +76,11 @@ def rejected(interactions: DataFrame, weights: ConfidenceWeights = DEFAULT_WEIGH
     outweighed by plays or likes (confidence 0 or below). They carry no taste to train on,
     but the model keeps them beside what the user played, so they are not served again."""
     scored = _scored(interactions, weights)
-    turned_down = (F.col("skips") > 0) | (F.col("dislikes") > 0)
-    return scored.where(turned_down & (F.col("confidence") <= 0)).select(*KEYS)
+    return scored.where(_turned_down() & (F.col("confidence") <= 0)).select(*KEYS)
+
+
+def _turned_down() -> Column:
+    return (F.col("skips") > 0) | (F.col("dislikes") > 0)
 
 
 def _decayed(interactions: DataFrame, listens: DataFrame, half_life_days: float) -> DataFrame:
@@ -120,19 +123,21 @@ def ratings(
     ``listens`` (the plays behind ``interactions``) are needed only to decay them."""
     if params.half_life_days and listens is None:
         raise ValueError("a half-life decays plays by their time: give the listens")
-    undecayed = _scored(interactions, weights).select(
-        *KEYS,
-        (F.col("confidence") > 0).alias("positive"),
-        ((F.col("skips") > 0) | (F.col("dislikes") > 0)).alias("turned_down"),
-        F.col("confidence").alias("undecayed"),
+    pairs = (
+        _scored(interactions, weights)
+        .select(
+            *KEYS,
+            (F.col("confidence") > 0).alias("positive"),
+            _turned_down().alias("turned_down"),
+            F.col("confidence").alias("undecayed"),
+        )
+        .where(F.col("positive") | F.col("turned_down"))
     )
-    counts = (
-        _decayed(interactions, listens, params.half_life_days)
-        if params.half_life_days
-        else interactions
-    )
-    value = _scored(counts, weights).select(*KEYS, "confidence")
-    pairs = undecayed.where(F.col("positive") | F.col("turned_down")).join(value, KEYS)
+    if params.half_life_days:
+        decayed = _decayed(interactions, listens, params.half_life_days)
+        pairs = pairs.join(_scored(decayed, weights).select(*KEYS, "confidence"), KEYS)
+    else:
+        pairs = pairs.withColumn("confidence", F.col("undecayed"))
     zero = F.lit(0.0)
     positive = F.when(F.col("confidence") > 0, params.scale(F.col("confidence"), F.log1p))
     negative = (

@@ -188,7 +188,7 @@ class Settings(BaseSettings):
     spark_deploy: SparkDeploy = SparkDeploy.SUBMIT
     spark_application_template: str = ""
     # Further Spark settings (a JSON object of strings), applied after tunelake's own: a
-    # cluster's tuning, or the test suite's (no UI, no adaptive re-planning of tiny jobs).
+    # cluster's own tuning (executor memory and cores, shuffle partitions, ...).
     spark_extra_conf: dict[str, str] = Field(default_factory=dict)
 
     # Recommendation model (ALS): the hyper-parameter search's time budget; the gate
