@@ -11,11 +11,13 @@ import threading
 import time
 import uuid
 
+import fastavro
 import pytest
 from pyspark.sql import functions as F
 
-from ingestion import cdc
+from ingestion import avro_codec, cdc
 from ingestion.profiles import ProfileChange, add_user, delete_user, update_user
+from ingestion.registry import SchemaRegistry
 from ingestion.streams import Stream
 from spark_jobs.bronze.ingest import run as bronze
 from spark_jobs.silver import dim_user
@@ -38,26 +40,45 @@ def lake(kafka, registry, s3, postgres, connect):
 
 
 class TopicWatch:
-    """Counts the topic's records whose key names a user starting with ``prefix``."""
+    """Counts the distinct changes on the topic of users whose id starts with ``prefix``.
+
+    A crashed connector re-emits what it had not committed, so records are counted once
+    per (key, LSN, operation): the key dim_user deduplicates on.
+    """
 
     def __init__(self, settings, prefix: str) -> None:
-        self._consumer = kafka_consumer(settings, group_id=None)
-        topic = settings.topic_user_profiles
         from kafka import TopicPartition
 
+        self._consumer = kafka_consumer(settings, group_id=None)
+        self._registry = SchemaRegistry(settings.schema_registry_url)
+        self._parsed: dict[int, object] = {}
+        topic = settings.topic_user_profiles
         partitions = self._consumer.partitions_for_topic(topic) or set()
         self._consumer.assign([TopicPartition(topic, p) for p in partitions])
         self._consumer.seek_to_beginning()
         self._needle = prefix.encode()
-        self.count = 0
+        self._changes: set[tuple[bytes, int, str]] = set()
+
+    @property
+    def count(self) -> int:
+        return len(self._changes)
+
+    def _writer(self, schema_id: int):
+        if schema_id not in self._parsed:
+            self._parsed[schema_id] = fastavro.parse_schema(self._registry.schema(schema_id))
+        return self._parsed[schema_id]
 
     def poll(self) -> int:
         for records in self._consumer.poll(timeout_ms=500).values():
-            self.count += sum(self._needle in (r.key or b"") for r in records)
+            for record in records:
+                if self._needle in (record.key or b"") and record.value is not None:
+                    _, change = avro_codec.decode(record.value, self._writer)
+                    self._changes.add((record.key, change["cdc_lsn"], change["cdc_op"]))
         return self.count
 
     def close(self) -> None:
         self._consumer.close()
+        self._registry.close()
 
 
 def land_and_build(spark, settings, prefix: str) -> list:
