@@ -224,7 +224,9 @@ def running_service(settings: Settings) -> Iterator[str]:
         process.stop(pid_file, timeout_s=10)
 
 
-def post_traffic(settings: Settings, url: str) -> str:
+def post_traffic(settings: Settings, url: str, history_days: int = HISTORY_DAYS) -> str:
+    """The history's plays (as many on any span: denser on a shorter one), then live
+    sessions."""
     from ingestion.catalog import write_catalog
     from ingestion.generator import TrafficPoster, TrafficReport, build_world
 
@@ -234,12 +236,13 @@ def post_traffic(settings: Settings, url: str) -> str:
     history_end = datetime.now(UTC) - timedelta(days=HISTORY_ENDS_DAYS_AGO)
     poster = TrafficPoster(url, settings.client_api_key)
     try:
-        poster.post_history(world, HISTORY_DAYS, history_end, report, activity=HISTORY_ACTIVITY)
+        activity = min(1.0, HISTORY_ACTIVITY * HISTORY_DAYS / history_days)
+        poster.post_history(world, history_days, history_end, report, activity=activity)
         history_listens = report.listens
         poster.live_sessions(world, report)
     finally:
         poster.close()
-    first = history_end - timedelta(days=HISTORY_DAYS)
+    first = history_end - timedelta(days=history_days)
     return (
         f"{history_listens:,} history listens from {first:%Y-%m-%d} to {history_end:%Y-%m-%d}; "
         f"then {report.recommendations:,} recommendation requests, "
@@ -334,7 +337,13 @@ def serve_model(settings: Settings, url: str, summary: DemoSummary) -> str:
     )
 
 
-def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> DemoSummary:
+def run_demo(
+    settings: Settings,
+    progress: Progress = lambda s, m: None,
+    history_days: int = HISTORY_DAYS,
+) -> DemoSummary:
+    """``history_days``: the span of the history's plays; every day of it is a partition
+    each Silver table stages and publishes."""
     summary = DemoSummary()
 
     def step(name: str, action: Callable[[], str]) -> None:
@@ -347,7 +356,7 @@ def run_demo(settings: Settings, progress: Progress = lambda s, m: None) -> Demo
     step("delta on s3a", lambda: delta_round_trip(settings))
     step("avro via registry", lambda: avro_round_trip(settings))
     with running_service(settings) as url:
-        step("traffic via the API", lambda: post_traffic(settings, url))
+        step("traffic via the API", lambda: post_traffic(settings, url, history_days))
         step("user profiles via CDC", lambda: write_profiles(settings))
         step("bronze, checks, silver, model", lambda: pipeline(settings, summary, progress))
         step("serve the model", lambda: serve_model(settings, url, summary))

@@ -7,6 +7,8 @@ clearly better one is promoted.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -171,3 +173,23 @@ def test_the_search_grid_starts_at_a_proven_point_then_spreads_every_option():
     assert {p.scaling for p in early} == {"linear", "log"}
     assert {p.half_life_days for p in early} == {0.0, 90.0}
     assert {p.negatives for p in early} == {False, True}
+
+
+def test_the_search_climbs_from_its_best_point_then_walks_the_rest_of_the_grid():
+    space = als.SearchSpace(ranks=(16, 48), reg_params=(0.1, 1.0), alphas=(1.0,), max_iters=(10,))
+    grid = space.grid()
+    start = grid[0]
+    assert space.next_trial(grid, {}) == start
+    first_step = space.next_trial(grid, {start: 0.2})
+    assert first_step == replace(start, rank=48)  # one option away, the first option first
+
+    better = {start: 0.2, first_step: 0.3}
+    # The next trial moves one option away from the better point, not from the start.
+    assert space.next_trial(grid, better) in space.neighbours(first_step)
+    assert space.next_trial(grid, better) not in better
+
+    scores = dict.fromkeys([start, *space.neighbours(start)], 0.1) | {start: 0.2}
+    # Every neighbour of the best tried and none better: the grid's next untried point.
+    assert space.next_trial(grid, scores) == next(p for p in grid if p not in scores)
+    assert space.next_trial(grid, dict.fromkeys(grid, 0.1)) is None
+    assert len(space.neighbours(start)) == 1 + 1 + 1 + 1 + 1  # rank, reg and 3 options
