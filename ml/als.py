@@ -289,8 +289,8 @@ def search(
     ratings: dict[tuple, DataFrame] = {}
     started = time.monotonic()
     trials: list[Trial] = []
-    grid, scores = space.grid(seed), {}
-    while (params := space.next_trial(grid, scores)) is not None:
+    grid = space.grid(seed)
+    while (params := space.next_trial(grid, {t.params: t.ndcg for t in trials})) is not None:
         elapsed = time.monotonic() - started
         if trials and elapsed + elapsed / len(trials) > budget_seconds:
             log.info("search budget %.0f s reached after %d trials", budget_seconds, len(trials))
@@ -302,7 +302,6 @@ def search(
         model = trainer(ratings[option], params, seed)
         ndcg = evaluation.ndcg_at_k(known_user_lists(model, relevant, K), relevant, K)
         trials.append(Trial(params, ndcg, time.monotonic() - trial_started))
-        scores[params] = ndcg
         log.info("trial %s: ndcg@%d %.4f (%.1f s)", params, K, ndcg, trials[-1].seconds)
     for df in ratings.values():
         df.unpersist()
