@@ -31,6 +31,16 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
         # Rebuilding a table's state from its log is a Spark job with 50 tasks by default:
         # far more than small local tables need, and paid on every micro-batch commit.
         "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
+        # The driver keeps what its UI shows of finished work: by default 1,000 jobs,
+        # stages and SQL queries with their plans and lineage graphs. An ALS search
+        # is thousands of jobs, and one `make demo` retrain with those defaults grew the
+        # driver's live heap by 25 MB a trial until a 2 GiB driver failed (bounded
+        # here, the search's live heap stayed flat at ~380 MB: docs/performance.md).
+        "spark.ui.retainedJobs": "100",
+        "spark.ui.retainedStages": "100",
+        "spark.ui.retainedTasks": "10000",
+        "spark.ui.dagGraph.retainedRootRDDs": "100",
+        "spark.sql.ui.retainedExecutions": "50",
     }
     jars = settings.spark_jar_list()
     if jars:
@@ -41,5 +51,9 @@ def spark_conf(settings: Settings, app_name: str) -> dict[str, str]:
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.ui.showConsoleProgress": "false",
+            # Tungsten's page size is derived from the heap (8-64 MiB here), and every
+            # broadcast hash join holds at least one page, however small its table:
+            # an ALS search's joins kept 70 MB a trial of nearly empty pages alive.
+            "spark.buffer.pageSize": "1m",
         }
     return conf | settings.spark_extra_conf

@@ -103,6 +103,11 @@ def test_the_demo_runs_the_pipeline_end_to_end(spark, demo):
     assert len(served["items"]) == 10
     assert played.isdisjoint(item["track_id"] for item in served["items"])
 
+    # The pipeline ran its thousands of jobs in this driver (getOrCreate: the tests' own
+    # session), which remembers only the last hundred: make demo's ten-minute search once
+    # filled a 2 GiB driver with the records of every job before.
+    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup()) <= 100
+
 
 def test_the_demo_profiles_reach_dim_user_and_the_deleted_user_leaves_silver(spark, demo):
     own_lake, pipeline = demo.lake, demo.summary.pipeline

@@ -72,3 +72,13 @@ def test_extra_conf_from_the_environment_is_applied_last(monkeypatch):
     conf = spark_conf(Settings(_env_file=None), "job")
     assert conf["spark.executor.memory"] == "3g"
     assert conf["spark.sql.shuffle.partitions"] == "64"
+
+
+
+def test_the_local_driver_allocates_small_memory_pages(spark):
+    # Every broadcast hash join holds at least one page while its plan is reachable; at
+    # the size Spark derives from a 2 GiB driver (8-64 MiB) `make demo`'s ALS search kept
+    # hundreds of MB of them alive and failed ("Not enough memory to build and broadcast
+    # the table"). The running driver's memory manager, not just the conf we hand it:
+    memory_manager = spark.sparkContext._jvm.org.apache.spark.SparkEnv.get().memoryManager()
+    assert memory_manager.pageSizeBytes() == 2**20
