@@ -74,7 +74,6 @@ def test_extra_conf_from_the_environment_is_applied_last(monkeypatch):
     assert conf["spark.sql.shuffle.partitions"] == "64"
 
 
-
 def test_the_local_driver_allocates_small_memory_pages(spark):
     # Every broadcast hash join holds at least one page while its plan is reachable; at
     # the size Spark derives from a 2 GiB driver (8-64 MiB) `make demo`'s ALS search kept
