@@ -7,6 +7,7 @@ Seeding (topics, buckets, databases) runs once a service is ready and may run ag
 from __future__ import annotations
 
 import logging
+import socket
 
 import httpx
 
@@ -16,7 +17,20 @@ from tunelake.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def _accepting(address: str) -> bool:
+    host, _, port = address.strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def kafka_cluster_ready(settings: Settings, timeout_ms: int = 3000) -> bool:
+    # A refused socket first: kafka-python logs every refused bootstrap at ERROR, which
+    # filled `make up`'s output while the broker started.
+    if not any(map(_accepting, settings.kafka_bootstrap_servers.split(","))):
+        return False
     try:
         admin = kafka_admin(settings, timeout_ms=timeout_ms)
     except Exception:  # NoBrokersAvailable and socket errors alike mean "not yet"
