@@ -20,7 +20,7 @@ import pytest
 
 from tests.support import TEST_STACK_PORTS
 from tunelake.settings import Settings
-from tunelake_ops.stack import manager, process
+from tunelake_ops.stack import manager, ports, process
 from tunelake_ops.stack.services import all_services
 
 REAL_SERVERS = {
@@ -97,7 +97,7 @@ def test_down_leaves_no_process_of_ours(throwaway):
         assert not process.is_alive(proc), f"{name} (pid {proc.pid}) still running"
         assert not Path(f"/proc/{proc.pid}").exists() or not process.is_alive(proc)
         port = services[name].port
-        assert port is None or not manager._port_open(port), f"{name} port still open"
+        assert port is None or not ports.accepting("127.0.0.1", port), f"{name} port still open"
     # PostgreSQL's backends and weed's helpers are gone too: nothing runs from our folders.
     for folder in (settings.state_dir, services["postgres"].data_dir):
         leftovers = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True)

@@ -7,7 +7,6 @@ readiness with a bound; a service that fails is named together with the tail of 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -47,17 +46,11 @@ class ServiceStatus:
     process: str
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 def require_free_ports(svc: Service) -> None:
     """Fail before starting when a port the service needs is held, naming the holder."""
     for port in svc.listen_ports:
         holders = ports.listening_pids(port)
-        if holders or _port_open(port):
+        if holders or ports.accepting("127.0.0.1", port):
             named = ", ".join(f"pid {pid} ({describe_process(pid)})" for pid in sorted(holders))
             raise StackError(
                 svc.name,

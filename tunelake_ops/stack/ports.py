@@ -81,3 +81,12 @@ def free_port(host: str = "127.0.0.1") -> int:
                 continue
             return port
     raise RuntimeError(f"no free port in {candidates[0]}-{top - 1}")
+
+
+def accepting(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Something accepts TCP connections on ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -7,23 +7,19 @@ Seeding (topics, buckets, databases) runs once a service is ready and may run ag
 from __future__ import annotations
 
 import logging
-import socket
 
 import httpx
 
 from tunelake.clients import kafka_admin, postgres_connect, s3_client
 from tunelake.settings import Settings
+from tunelake_ops.stack.ports import accepting
 
 log = logging.getLogger(__name__)
 
 
 def _accepting(address: str) -> bool:
     host, _, port = address.strip().rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
-            return True
-    except (OSError, ValueError):
-        return False
+    return port.isdigit() and accepting(host.strip("[]"), int(port))
 
 
 def kafka_cluster_ready(settings: Settings, timeout_ms: int = 3000) -> bool:
