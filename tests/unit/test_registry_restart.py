@@ -4,7 +4,6 @@ of the registry: the first request after it is back succeeds, nothing to rebuild
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from ingestion.registry import SchemaRegistry
-from tunelake_ops.stack.ports import free_port
+from tunelake_ops.stack.ports import accepting, free_port
 from tunelake_ops.stack.process import wait_until
 
 FAKE_REGISTRY = textwrap.dedent(
@@ -37,17 +36,9 @@ FAKE_REGISTRY = textwrap.dedent(
 )
 
 
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
-
-
 def _start(port: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", FAKE_REGISTRY, str(port)])
-    assert wait_until(lambda: _listening(port), timeout_s=10)
+    assert wait_until(lambda: accepting("127.0.0.1", port, timeout=0.2), timeout_s=10)
     return proc
 
 

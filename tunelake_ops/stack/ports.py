@@ -83,6 +83,12 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no free port in {candidates[0]}-{top - 1}")
 
 
+def host_port(address: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host in brackets or not) as (host, port)."""
+    host, _, port = address.strip().rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def accepting(host: str, port: int, timeout: float = 0.5) -> bool:
     """Something accepts TCP connections on ``host:port`` now."""
     try:

@@ -12,14 +12,16 @@ import httpx
 
 from tunelake.clients import kafka_admin, postgres_connect, s3_client
 from tunelake.settings import Settings
-from tunelake_ops.stack.ports import accepting
+from tunelake_ops.stack.ports import accepting, host_port
 
 log = logging.getLogger(__name__)
 
 
 def _accepting(address: str) -> bool:
-    host, _, port = address.strip().rpartition(":")
-    return port.isdigit() and accepting(host.strip("[]"), int(port))
+    try:
+        return accepting(*host_port(address))
+    except ValueError:  # a malformed address is "not ready", like any other probe failure
+        return False
 
 
 def kafka_cluster_ready(settings: Settings, timeout_ms: int = 3000) -> bool:

@@ -30,15 +30,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from tunelake.settings import SOURCE_ROOT, Settings
-from tunelake_ops.stack import install
+from tunelake_ops.stack import install, ports
 from tunelake_ops.stack.files import write_private
 
 log = logging.getLogger(__name__)
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host, int(port)
 
 
 def _url_port(url: str) -> int:
@@ -152,7 +147,7 @@ class KafkaService(Service):
 
     @property
     def port(self) -> int:
-        return _host_port(self.settings.kafka_bootstrap_servers.split(",")[0])[1]
+        return ports.host_port(self.settings.kafka_bootstrap_servers.split(",")[0])[1]
 
     @property
     def listen_ports(self) -> tuple[int, ...]:
